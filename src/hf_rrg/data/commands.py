@@ -1,0 +1,138 @@
+"""`hf-rrg data info | export | demo`: inspect, export and try the dataset builders from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def parse_set_options(pairs: list[str] | None) -> dict[str, Any]:
+    """`["key=value", ...]` → config kwargs. Values are read as JSON when they parse (numbers, true/false, null,
+    lists), as a tuple of numbers for comma-separated numbers (`0.8,0.1,0.1`), else kept as text."""
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {pair!r}.")
+        value: Any
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            parts = [p.strip() for p in text.split(",")]
+            try:
+                value = tuple(float(p) for p in parts) if len(parts) > 1 else text
+            except ValueError:
+                value = tuple(parts) if len(parts) > 1 else text
+        if isinstance(value, list):
+            value = tuple(value)
+        options[key] = value
+    return options
+
+
+def _builder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs = parse_set_options(args.set)
+    if getattr(args, "config", None):
+        kwargs["name"] = args.config
+    return kwargs
+
+
+def _load(args: argparse.Namespace):
+    from .builders import load_builder
+
+    return load_builder(args.name, args.data_dir, cache_dir=args.cache_dir, **_builder_kwargs(args))
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .stats import dataset_statistics, format_statistics
+
+    dataset = _load(args)
+    stats = dataset_statistics(dataset, cleaner=args.cleaner, min_count=args.min_count)
+    print(f"dataset {args.name!r}" + (f" (config {args.config!r})" if args.config else ""))
+    print(format_statistics(stats))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .builders import builder_script_path
+    from .export import export_parquet
+
+    dataset = _load(args)
+    card = builder_script_path(args.name).parent / "README.md"
+    written = export_parquet(dataset, args.out, card_path=card if card.is_file() else None)
+    for split, path in written.items():
+        print(f"{split}: {len(dataset[split])} examples -> {path}")
+    print(
+        f"Wrote the Parquet dataset and its card to {args.out} (load it with datasets.load_dataset({str(args.out)!r}))."
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .builders import load_builder
+    from .stats import dataset_statistics, format_statistics
+
+    dataset = load_builder("demo", cache_dir=args.cache_dir)
+    print(format_statistics(dataset_statistics(dataset, cleaner=args.cleaner, min_count=args.min_count)))
+    split = "train" if "train" in dataset else next(iter(dataset))
+    example = dataset[split][0]
+    sizes = [f"{image.width}x{image.height} {image.mode}" for image in example["images"]]
+    print(f"\nexample {example['id']!r} ({split}): {len(sizes)} image(s) {', '.join(sizes)}")
+    print(f"report: {example['report']}")
+    return 0
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache-dir", default=None, help="where prepared datasets go (default: datasets' cache)"
+    )
+
+
+def _add_builder_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "name", help="builder name (see `datasets_scripts/`), e.g. iu_xray, mimic_cxr, report_folder"
+    )
+    parser.add_argument("--data-dir", default=None, help="folder holding the source data")
+    parser.add_argument("--config", default=None, help="named builder config, e.g. nlm for iu_xray")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="builder config option (repeatable), e.g. min_images=2",
+    )
+    _add_common(parser)
+
+
+def _add_stats_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-count", type=int, default=3, help="vocabulary threshold (default 3)")
+    parser.add_argument(
+        "--cleaner", default="r2gen_iu_xray", help="report cleaner preset (default r2gen_iu_xray)"
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `hf-rrg data info | demo | export`."""
+    data = subparsers.add_parser("data", help="dataset builders: statistics, Parquet export, demo data")
+    commands = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+
+    info = commands.add_parser("info", help="split sizes, report-length statistics and vocabulary size")
+    _add_builder_args(info)
+    _add_stats_args(info)
+    info.set_defaults(func=_info)
+
+    export = commands.add_parser(
+        "export", help="write Hub-ready Parquet (images embedded) and the dataset card"
+    )
+    _add_builder_args(export)
+    export.add_argument(
+        "--out", required=True, help="output folder (gets data/<split>-*.parquet and README.md)"
+    )
+    export.set_defaults(func=_export)
+
+    demo = commands.add_parser(
+        "demo", help="load the embedded demo dataset and show its statistics and an example"
+    )
+    _add_stats_args(demo)
+    _add_common(demo)
+    demo.set_defaults(func=_demo)

@@ -1,0 +1,140 @@
+"""METEOR 1.5 through the official jar shipped with pycocoevalcap, giving pycocoevalcap's numbers.
+
+pycocoevalcap's `Meteor` starts ``java -jar -Xmx2G meteor-1.5.jar - - -stdio -l en -norm``, sends one
+``SCORE ||| ref_1 ||| ... ||| ref_k ||| hypothesis`` line per item (reading back a line of sufficient
+statistics each time), then one ``EVAL ||| stats_1 ||| ... ||| stats_N`` line, and reads back N item scores
+followed by the corpus score (the jar aggregates the statistics, so the corpus score is *not* the mean of the
+item scores). This wrapper sends the same lines to the same command, with one JVM per call, but:
+- a writer thread feeds stdin while the caller reads stdout, and stderr goes to a temporary file, so no pipe
+  can fill up and deadlock;
+- a missing Java, a JVM that exits, or a run past `timeout` raises an error naming the cause (never hangs);
+- newlines inside a text (which would desynchronise the line protocol) and ``|||`` (the field separator)
+  become spaces, and runs of two spaces in the hypothesis are reduced as pycocoevalcap does.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import threading
+from collections.abc import Sequence
+from typing import IO
+
+import numpy as np
+
+from .inputs import as_reference_lists
+from .java_tools import java_executable, meteor_jar
+from .result import NLGScore
+
+
+def _field(text: str) -> str:
+    return text.replace("\r", " ").replace("\n", " ").replace("|||", "")
+
+
+def score_line(prediction: str, references: Sequence[str]) -> str:
+    """The jar's ``SCORE`` request for one item (hypothesis cleaned as pycocoevalcap cleans it)."""
+    hypothesis = _field(prediction).replace("  ", " ")
+    return " ||| ".join(("SCORE", " ||| ".join(_field(ref) for ref in references), hypothesis))
+
+
+def _write_lines(stream: IO[bytes], lines: list[str], errors: list[BaseException]) -> None:
+    try:
+        for line in lines:
+            stream.write(f"{line}\n".encode())
+        stream.flush()
+    except (BrokenPipeError, OSError) as error:  # the JVM died; the reader reports it
+        errors.append(error)
+
+
+class _MeteorProcess:
+    """One METEOR JVM in stdio mode, with a kill timer."""
+
+    def __init__(self, java: str | None, memory: str, timeout: float) -> None:
+        jar = meteor_jar()
+        self.command = [java_executable(java), "-jar", f"-Xmx{memory}", str(jar), "-", "-", "-stdio", "-l", "en", "-norm"]
+        self.stderr = tempfile.TemporaryFile()
+        self.timed_out = threading.Event()
+        self.process = subprocess.Popen(
+            self.command, cwd=jar.parent, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr
+        )
+        self.timeout = timeout
+        self.timer = threading.Timer(timeout, self._kill_on_timeout)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _kill_on_timeout(self) -> None:
+        self.timed_out.set()
+        self.process.kill()
+
+    def failure(self, what: str) -> RuntimeError:
+        self.process.kill()
+        self.process.wait()
+        self.stderr.seek(0)
+        log = self.stderr.read().decode(errors="replace").strip()[-2000:]
+        if self.timed_out.is_set():
+            reason = f"it ran longer than timeout={self.timeout:g} s and was stopped (raise `timeout` for large sets)"
+        else:
+            reason = f"the JVM exited with code {self.process.returncode}"
+        return RuntimeError(
+            f"METEOR failed while {what}: {reason}. Command: {' '.join(self.command)}"
+            + (f"\nJava said:\n{log}" if log else "")
+        )
+
+    def read_line(self, what: str) -> str:
+        line = self.process.stdout.readline()
+        if not line:
+            raise self.failure(what)
+        return line.decode().strip()
+
+    def close(self) -> None:
+        self.timer.cancel()
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self.stderr.close()
+
+
+def meteor(
+    predictions: Sequence[str],
+    references: Sequence[str] | Sequence[Sequence[str]],
+    *,
+    java: str | None = None,
+    memory: str = "2G",
+    timeout: float = 600.0,
+) -> NLGScore:
+    """Corpus METEOR 1.5 (key ``meteor``) and per-item scores, as pycocoevalcap's `Meteor().compute_score`.
+
+    Needs pycocoevalcap (for the jar) and Java. `java` is the executable (default: ``java`` on PATH), `memory`
+    the JVM heap (``-Xmx``), `timeout` the seconds after which the JVM is stopped and an error raised.
+    """
+    predictions, reference_lists = as_reference_lists(predictions, references)
+    if not predictions:
+        raise ValueError("METEOR needs at least one prediction")
+    lines = [score_line(prediction, refs) for prediction, refs in zip(predictions, reference_lists)]
+    jvm = _MeteorProcess(java, memory, timeout)
+    try:
+        errors: list[BaseException] = []
+        writer = threading.Thread(target=_write_lines, args=(jvm.process.stdin, lines, errors), daemon=True)
+        writer.start()
+        statistics = [jvm.read_line(f"scoring item {index}") for index in range(len(lines))]
+        writer.join()
+        if errors:
+            raise jvm.failure("receiving the items")
+        try:
+            jvm.process.stdin.write(("EVAL ||| " + " ||| ".join(statistics) + "\n").encode())
+            jvm.process.stdin.close()
+        except (BrokenPipeError, OSError):
+            raise jvm.failure("receiving the EVAL request") from None
+        try:
+            item_scores = np.array([float(jvm.read_line("evaluating")) for _ in lines])
+            corpus = float(jvm.read_line("evaluating the corpus"))
+        except ValueError as error:
+            raise RuntimeError(f"METEOR returned a line that is not a score: {error}") from None
+    finally:
+        jvm.close()
+    return NLGScore(corpus={"meteor": corpus}, per_item={"meteor": item_scores})

@@ -1,0 +1,34 @@
+"""Everything a Hub repo's remote code needs: configs, models, tokenizer, image processor, processor.
+
+Modules in this folder import only the standard library, torch, transformers, tokenizers, numpy, PIL, timm
+(pydicom guarded at use) and each other, relatively, so that `save_pretrained` can copy them into a model repo.
+"""
+
+from .configuration_r2gen import R2GenCMNConfig, R2GenConfig, RRGTransformerConfig
+from .configuration_rrg import RRGConfig
+from .decoder_cache import RRGDecoderCache
+from .image_loading import ImageLoadError, load_image
+from .image_processing_rrg import RRGImageProcessor
+from .modeling_r2gen import R2GenForConditionalGeneration
+from .modeling_r2gencmn import R2GenCMNForConditionalGeneration
+from .processing_rrg import RRGProcessor
+from .report_cleaning import CLEANERS, clean_report, get_cleaner
+from .tokenization_rrg import RRGTokenizer
+
+__all__ = [
+    "CLEANERS",
+    "ImageLoadError",
+    "R2GenCMNConfig",
+    "R2GenCMNForConditionalGeneration",
+    "R2GenConfig",
+    "R2GenForConditionalGeneration",
+    "RRGConfig",
+    "RRGDecoderCache",
+    "RRGImageProcessor",
+    "RRGProcessor",
+    "RRGTokenizer",
+    "RRGTransformerConfig",
+    "clean_report",
+    "get_cleaner",
+    "load_image",
+]
