@@ -13,6 +13,7 @@ steps. Prints a Markdown table with the machine it ran on.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import resource
@@ -54,8 +55,47 @@ def peak_memory_mib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB -> MiB (process peak)
 
 
+def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
+    """One model's figures, measured in the calling process (the process peak is this model's alone)."""
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    pixel_values = torch.randn(args.batch_size, 2, 3, args.image_size, args.image_size, device=device)
+    model_class, config_class = MODELS[name]
+    config = config_class(vocab_size=args.vocab_size, visual_pretrained=False, max_seq_length=args.tokens)
+    model = model_class(config).to(device).eval()
+    settings = dict(num_beams=args.beams, max_length=args.tokens, min_length=args.tokens)
+    with torch.no_grad():
+        cached = timed(lambda: model.generate(pixel_values=pixel_values, use_cache=True, **settings), device,
+                       args.repeats)  # fmt: skip
+        recomputed = timed(lambda: model.generate(pixel_values=pixel_values, use_cache=False, **settings), device,
+                           args.repeats)  # fmt: skip
+    row: dict[str, object] = {
+        "model": name,
+        "cached reports/s": args.batch_size / cached,
+        "recomputed reports/s": args.batch_size / recomputed,
+        "speed-up": recomputed / cached,
+    }
+    if not args.skip_training:
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        labels = torch.randint(4, args.vocab_size, (args.batch_size, args.tokens - 1), device=device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            model(pixel_values=pixel_values, labels=labels).loss.backward()
+            optimizer.step()
+
+        step()  # warm-up
+        row["train step s"] = timed(step, device, args.repeats)
+        row["peak memory MiB"] = peak_memory_mib(device)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--beams", type=int, default=3)
     parser.add_argument("--tokens", type=int, default=60)
@@ -65,45 +105,13 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    pixel_values = torch.randn(args.batch_size, 2, 3, args.image_size, args.image_size, device=device)
+    context = multiprocessing.get_context("spawn")
     rows = []
-    for name, (model_class, config_class) in MODELS.items():
-        config = config_class(vocab_size=args.vocab_size, visual_pretrained=False, max_seq_length=args.tokens)
-        model = model_class(config).to(device)
-        settings = dict(num_beams=args.beams, max_length=args.tokens, min_length=args.tokens)
-        model.eval()
-        with torch.no_grad():
-            cached = timed(lambda: model.generate(pixel_values=pixel_values, use_cache=True, **settings), device,
-                           args.repeats)  # fmt: skip
-            recomputed = timed(lambda: model.generate(pixel_values=pixel_values, use_cache=False, **settings),
-                               device, args.repeats)  # fmt: skip
-        row = {
-            "model": name,
-            "cached reports/s": args.batch_size / cached,
-            "recomputed reports/s": args.batch_size / recomputed,
-            "speed-up": recomputed / cached,
-        }
-        if not args.skip_training:
-            model.train()
-            optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-            labels = torch.randint(4, args.vocab_size, (args.batch_size, args.tokens - 1), device=device)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-
-            def step() -> None:
-                optimizer.zero_grad(set_to_none=True)
-                model(pixel_values=pixel_values, labels=labels).loss.backward()
-                optimizer.step()
-
-            step()  # warm-up
-            row["train step s"] = timed(step, device, args.repeats)
-            row["peak memory MiB"] = peak_memory_mib(device)
-        rows.append(row)
-        del model
-    print(f"\nMachine: {machine(device)}; batch {args.batch_size}, beam {args.beams}, {args.tokens} tokens, "
-          f"2 views of {args.image_size} px, vocabulary {args.vocab_size}\n")  # fmt: skip
+    for name in args.models:  # a fresh process per model: its peak memory is its own
+        with context.Pool(1) as pool:
+            rows.append(pool.apply(measure, (name, args)))
+    print(f"\nMachine: {machine(torch.device(args.device))}; batch {args.batch_size}, beam {args.beams}, "
+          f"{args.tokens} tokens, 2 views of {args.image_size} px, vocabulary {args.vocab_size}\n")  # fmt: skip
     header = list(rows[0])
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

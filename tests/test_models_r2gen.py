@@ -106,10 +106,14 @@ def test_top_k_attention_matches_a_brute_force_loop() -> None:
 
 def test_cross_modal_memory_initialisation() -> None:
     torch.manual_seed(4)
-    memory = CrossModalMemory(memory_size=2048, d_model=512, num_heads=8, top_k=32)
+    memory = CrossModalMemory(memory_size=2048, d_model=512, num_heads=8, top_k=32).eval()
     assert memory.matrix.shape == (2048, 512)
     assert abs(memory.matrix.std().item() - 1 / 512) < 1e-4  # N(0, 1/512) as R2GenCMN
-    assert memory(torch.randn(2, 3, 512)).shape == (2, 3, 512)
+    features = torch.randn(2, 3, 512)
+    responses, projected = memory(features)
+    assert responses.shape == (2, 3, 512)
+    # the projected matrix is reusable (what the decoder cache keeps between steps)
+    torch.testing.assert_close(memory(features, projected)[0], responses)
 
 
 def test_causal_mask_with_past_and_padding() -> None:

@@ -11,6 +11,7 @@ from transformers import (
     AutoTokenizer,
 )
 
+from .hub.pipeline_registration import register_pipeline
 from .modeling import (
     R2GenCMNConfig,
     R2GenCMNForConditionalGeneration,
@@ -20,16 +21,20 @@ from .modeling import (
     RRGImageProcessor,
     RRGProcessor,
     RRGTokenizer,
+    XProNetConfig,
+    XProNetForConditionalGeneration,
 )
 
 MODELS = {
     R2GenConfig: R2GenForConditionalGeneration,
     R2GenCMNConfig: R2GenCMNForConditionalGeneration,
+    XProNetConfig: XProNetForConditionalGeneration,
 }
 
 
 def register_auto_classes() -> None:
-    """Idempotent: `import hf_rrg` calls it once; calling it again changes nothing."""
+    """Idempotent: `import hf_rrg` calls it once; calling it again changes nothing. Also registers the
+    `radiology-report-generation` pipeline task."""
     for config_class in (RRGConfig, *MODELS):
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         AutoTokenizer.register(config_class, tokenizer_class=RRGTokenizer, exist_ok=True)
@@ -43,3 +48,4 @@ def register_auto_classes() -> None:
     for config_class, model_class in MODELS.items():
         AutoModel.register(config_class, model_class, exist_ok=True)
         AutoModelForImageTextToText.register(config_class, model_class, exist_ok=True)
+    register_pipeline()

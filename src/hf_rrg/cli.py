@@ -10,8 +10,11 @@ import sys
 # Keep the modules light to import: heavy imports belong inside the command functions.
 _COMMAND_MODULES = (
     "hf_rrg.data.commands",
+    "hf_rrg.hub.commands",
     "hf_rrg.labeling.commands",
     "hf_rrg.metrics.commands",
+    "hf_rrg.training.commands",
+    "hf_rrg.xpronet.commands",
 )
 
 

@@ -6,11 +6,13 @@ Modules in this folder import only the standard library, torch, transformers, to
 
 from .configuration_r2gen import R2GenCMNConfig, R2GenConfig, RRGTransformerConfig
 from .configuration_rrg import RRGConfig
+from .configuration_xpronet import XPRONET_OBSERVATIONS, XProNetConfig
 from .decoder_cache import RRGDecoderCache
 from .image_loading import ImageLoadError, load_image
 from .image_processing_rrg import RRGImageProcessor
 from .modeling_r2gen import R2GenForConditionalGeneration
 from .modeling_r2gencmn import R2GenCMNForConditionalGeneration
+from .modeling_xpronet import XProNetForConditionalGeneration
 from .processing_rrg import RRGProcessor
 from .report_cleaning import CLEANERS, clean_report, get_cleaner
 from .tokenization_rrg import RRGTokenizer
@@ -28,6 +30,9 @@ __all__ = [
     "RRGProcessor",
     "RRGTokenizer",
     "RRGTransformerConfig",
+    "XPRONET_OBSERVATIONS",
+    "XProNetConfig",
+    "XProNetForConditionalGeneration",
     "clean_report",
     "get_cleaner",
     "load_image",

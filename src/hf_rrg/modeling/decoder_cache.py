@@ -7,7 +7,8 @@ import torch
 
 class RRGDecoderCache:
     """Per decoder layer the self-attention keys/values (growing) and the cross-attention keys/values (projected
-    once from the encoder states), plus named recurrent states (R2Gen's relational memory).
+    once from the encoder states), named per-sequence states (R2Gen's relational memory), and `shared` tensors
+    that do not depend on the sequence (R2GenCMN's projected memory matrix), which beam search leaves alone.
 
     `generate()` creates one per call, passes it as `cache`, and calls `reorder_cache` after each beam step.
     """
@@ -19,6 +20,7 @@ class RRGDecoderCache:
         self.self_attention: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.cross_attention: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.states: dict[str, torch.Tensor] = {}
+        self.shared: dict[str, tuple[torch.Tensor, ...]] = {}
         self.seen_tokens = 0
 
     def get_seq_length(self, layer_idx: int = 0) -> int:

@@ -82,7 +82,15 @@ def top_k_attention(
 ) -> torch.Tensor:
     """Attention of (batch, heads, length, d_k) queries over (batch or 1, heads, M, d_k) memory keys/values
     restricted to each query's `k` highest scores (softmax over those k only), as R2GenCMN's memory querying."""
-    scores = torch.matmul(query, key.transpose(-2, -1)) / query.size(-1) ** 0.5
+    if key.size(0) == 1 and query.size(0) > 1:
+        # one memory for the whole batch: fold the batch into the query rows instead of letting matmul
+        # materialise a (batch, heads, d_k, M) copy of the memory at every call
+        batch, heads, length, d_k = query.shape
+        rows = query.transpose(0, 1).reshape(heads, batch * length, d_k)
+        scores = torch.matmul(rows, key[0].transpose(-2, -1)).view(heads, batch, length, -1).transpose(0, 1)
+        scores = scores / d_k**0.5
+    else:
+        scores = torch.matmul(query, key.transpose(-2, -1)) / query.size(-1) ** 0.5
     if mask is not None:
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
     top_scores, top_index = scores.topk(min(k, scores.size(-1)), dim=-1)
@@ -107,7 +115,8 @@ class TopKMultiHeadAttention(MultiHeadAttention):
 class CrossModalMemory(nn.Module):
     """R2GenCMN's shared memory matrix (memory_size x d_model, N(0, 1/d_model)) and its top-k querying.
 
-    `forward(features)` returns the responses for (batch, length, d_model) visual tokens or word embeddings.
+    `forward(features)` returns the responses for (batch, length, d_model) visual tokens or word embeddings, and
+    the projected memory keys/values (reusable while the weights do not change).
     """
 
     def __init__(self, memory_size: int, d_model: int, num_heads: int, top_k: int, dropout: float = 0.1) -> None:
@@ -119,6 +128,10 @@ class CrossModalMemory(nn.Module):
     def reset_matrix(self) -> None:
         nn.init.normal_(self.matrix, 0.0, 1.0 / self.matrix.size(1))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, projected: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Responses to `features`, and the memory's key/value projections. They depend only on the weights, so
+        incremental decoding passes them back as `projected` instead of re-projecting the matrix at every step."""
         memory = self.matrix.unsqueeze(0)
-        return self.attention(features, memory, memory)[0]
+        return self.attention(features, memory, memory, past=projected, static_past=projected is not None)

@@ -9,6 +9,7 @@ Linear(d_model -> vocab). Subclasses choose the memories; everything else, inclu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -50,9 +51,14 @@ def _xavier_matrices(module: nn.Module) -> None:
 
 
 class ReportEncoder(nn.Module):
-    """Visual extractor, patch projection, optional cross-modal memory and positions, Transformer encoder."""
+    """Visual extractor, patch projection, optional cross-modal memory and positions, Transformer encoder.
+
+    Subclasses may replace the cross-modal step by overriding `interact` (XProNet's prototype network) and give
+    their extra outputs a home with `output_class`.
+    """
 
     main_input_name = "pixel_values"
+    output_class: type[RRGEncoderOutput] = RRGEncoderOutput
 
     def __init__(self, config: RRGTransformerConfig, memory: CrossModalMemory | None, add_positions: bool) -> None:
         super().__init__()
@@ -74,6 +80,15 @@ class ReportEncoder(nn.Module):
             _xavier_matrices(self.memory.attention)
             self.memory.reset_matrix()
 
+    def interact(
+        self, hidden: torch.Tensor, pooled: torch.Tensor, token_mask: torch.Tensor, **kwargs
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The cross-modal step between the patch projection and the positions: R2GenCMN adds its memory's
+        responses. Returns the new tokens and extra `output_class` fields (none here); `kwargs` are the encoder's."""
+        if self.memory is not None:
+            hidden = hidden + self.memory(hidden)[0]
+        return hidden, {}
+
     def forward(
         self,
         pixel_values: torch.Tensor,
@@ -83,18 +98,18 @@ class ReportEncoder(nn.Module):
     ) -> RRGEncoderOutput:
         tokens, token_mask, pooled = self.visual_extractor(pixel_values, view_mask)
         hidden = self.patch_projection(tokens)
-        if self.memory is not None:
-            hidden = hidden + self.memory(hidden)
+        hidden, extra = self.interact(hidden, pooled, token_mask, **kwargs)
         if self.positions is not None:
             hidden = self.positions(hidden)
         hidden = self.transformer(hidden, token_mask.unsqueeze(1))
-        return RRGEncoderOutput(last_hidden_state=hidden, attention_mask=token_mask, pooled_features=pooled)
+        return self.output_class(last_hidden_state=hidden, attention_mask=token_mask, pooled_features=pooled, **extra)
 
 
 class ReportDecoder(nn.Module):
     """Word embeddings, optional relational memory (R2Gen), decoder layers (conditional layer norms when the
     relational memory is on), final layer norm. Cross-modal memory responses are added to the embeddings when a
-    `CrossModalMemory` is passed to `forward` (it is owned by the encoder: both modalities share it)."""
+    `CrossModalMemory` is passed to `forward` (it is owned by the encoder: both modalities share it); a
+    `token_interaction` callable passed instead replaces the embeddings by its output (XProNet's Eq. 14)."""
 
     def __init__(self, config: RRGTransformerConfig, relational_memory: bool) -> None:
         super().__init__()
@@ -131,11 +146,18 @@ class ReportDecoder(nn.Module):
         attention_mask: torch.Tensor | None = None,
         cache: RRGDecoderCache | None = None,
         cross_modal_memory: CrossModalMemory | None = None,
+        token_interaction: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         past = cache.get_seq_length() if cache is not None else 0
         hidden = self.embed_tokens(input_ids, offset=past)
-        if cross_modal_memory is not None:
-            hidden = hidden + cross_modal_memory(hidden)
+        if token_interaction is not None:
+            hidden = token_interaction(hidden)
+        elif cross_modal_memory is not None:
+            projected = cache.shared.get("cross_modal_memory") if cache is not None else None
+            responses, projected = cross_modal_memory(hidden, projected)
+            if cache is not None:
+                cache.shared["cross_modal_memory"] = projected
+            hidden = hidden + responses
         condition = None
         if self.relational_memory is not None:
             if cache is not None and past > 0:
@@ -228,17 +250,58 @@ class RRGTransformerPreTrainedModel(PreTrainedModel):
         labels: (batch, length) next-token targets, -100 where ignored (padding).
         cache / past_key_values: an `RRGDecoderCache` for incremental decoding (PEFT passes `past_key_values`).
         """
+        encoder_outputs = self._encoder_outputs(pixel_values, view_mask, encoder_outputs)
+        decoder_input_ids = self._decoder_input_ids(decoder_input_ids, labels)
+        logits, cache = self._decode(
+            decoder_input_ids,
+            encoder_outputs,
+            decoder_attention_mask,
+            cache if cache is not None else past_key_values,
+            use_cache,
+            **self._decoder_kwargs(),
+        )
+        loss = self.token_loss(logits, labels) if labels is not None else None
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=cache,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+        )
+
+    # The steps of `forward`, for subclasses whose forward adds inputs or loss terms (XProNet).
+    def _encoder_outputs(
+        self,
+        pixel_values: torch.Tensor | None,
+        view_mask: torch.Tensor | None,
+        encoder_outputs: RRGEncoderOutput | tuple | None,
+        **encoder_kwargs,
+    ) -> RRGEncoderOutput:
+        """Run the encoder unless its outputs are given (a tuple is turned into the encoder's output class)."""
         if encoder_outputs is None:
             if pixel_values is None:
                 raise ValueError("Pass `pixel_values` (or precomputed `encoder_outputs`).")
-            encoder_outputs = self.encoder(pixel_values, view_mask)
-        elif isinstance(encoder_outputs, tuple):
-            encoder_outputs = RRGEncoderOutput(*encoder_outputs)
+            return self.encoder(pixel_values, view_mask, **encoder_kwargs)
+        if isinstance(encoder_outputs, tuple):
+            return self.encoder.output_class(*encoder_outputs)
+        return encoder_outputs
+
+    def _decoder_input_ids(self, decoder_input_ids: torch.Tensor | None, labels: torch.Tensor | None) -> torch.Tensor:
         if decoder_input_ids is None:
             if labels is None:
                 raise ValueError("Pass `decoder_input_ids` or `labels`.")
             decoder_input_ids = self.shift_labels_right(labels)
-        cache = cache if cache is not None else past_key_values
+        return decoder_input_ids
+
+    def _decode(
+        self,
+        decoder_input_ids: torch.Tensor,
+        encoder_outputs: RRGEncoderOutput,
+        decoder_attention_mask: torch.Tensor | None,
+        cache: RRGDecoderCache | None,
+        use_cache: bool | None,
+        **decoder_kwargs,
+    ) -> tuple[torch.Tensor, RRGDecoderCache | None]:
+        """Decoder + LM head: (logits, the cache when `use_cache`, else None)."""
         use_cache = use_cache if use_cache is not None else cache is not None
         if use_cache and cache is None:
             cache = RRGDecoderCache()
@@ -248,18 +311,14 @@ class RRGTransformerPreTrainedModel(PreTrainedModel):
             encoder_outputs.attention_mask,
             decoder_attention_mask,
             cache if use_cache else None,
-            **self._decoder_kwargs(),
+            **decoder_kwargs,
         )
-        logits = self.lm_head(hidden)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
-        return Seq2SeqLMOutput(
-            loss=loss,
-            logits=logits,
-            cache=cache if use_cache else None,
-            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-        )
+        return self.lm_head(hidden), (cache if use_cache else None)
+
+    @staticmethod
+    def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Token cross-entropy (Eq. 19 of XProNet; R2Gen's loss), -100 ignored."""
+        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
 
     def shift_labels_right(self, labels: torch.Tensor) -> torch.Tensor:
         """`<bos>` followed by the labels without their last position (-100 replaced by `<pad>`)."""

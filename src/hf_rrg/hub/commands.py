@@ -1,0 +1,135 @@
+"""`hf-rrg export | push | generate`: export a run as a Hub repo, upload it, write reports for image files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    export = subparsers.add_parser(
+        "export",
+        help="export a training run (or model folder) as a self-contained Hub model repository",
+        description="Write a folder that is a Hub model repo: weights, configs with auto_map, tokenizer/processor, "
+        "modeling and pipeline code, metrics, training config and a model card (README.md).",
+    )
+    export.add_argument("run_dir", metavar="RUN_DIR", help="training run folder (with model/) or a model folder")
+    export.add_argument("--out", required=True, metavar="DIR", help="folder to write (must be empty or new)")
+    export.add_argument("--repo-id", metavar="ORG/NAME", help="Hub repo id used in the card's usage examples")
+    export.add_argument("--model-name", help="name shown in the model card (default: the folder name)")
+    export.add_argument("--license", default="other", help="Hub licence id for the card metadata (default: other)")
+    export.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
+    export.set_defaults(func=_export)
+
+    push = subparsers.add_parser(
+        "push",
+        help="export a training run and upload it to the Hugging Face Hub",
+        description="Export RUN_DIR to a temporary folder and upload it as one commit to the model repo ORG/NAME "
+        "(created when missing). Authenticate with `hf auth login` or --token / HF_TOKEN.",
+    )
+    push.add_argument("run_dir", metavar="RUN_DIR", help="training run folder (with model/) or a model folder")
+    push.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="target model repository")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
+    push.add_argument("--token", help="Hub token (default: the logged-in token or HF_TOKEN)")
+    push.add_argument("--commit-message", help="commit message of the upload")
+    push.add_argument("--license", default="other", help="Hub licence id for the card metadata (default: other)")
+    push.set_defaults(func=_push)
+
+    generate = subparsers.add_parser(
+        "generate",
+        help="write the report of chest X-ray image(s) with a saved or exported model",
+        description="Generate reports for PNG/JPEG/DICOM images: one study per image by default, or consecutive "
+        "groups of --views-per-study images as the views of one study.",
+    )
+    generate.add_argument("--model", required=True, metavar="DIR", help="model folder (exported repo or run/model)")
+    generate.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG or DICOM)")
+    generate.add_argument(
+        "--views-per-study", type=int, default=1, metavar="N", help="group every N consecutive images into a study"
+    )
+    generate.add_argument("--num-beams", type=int, help="beam size (default: the model's generation_config.json)")
+    generate.add_argument("--max-new-tokens", type=int, help="longest report in tokens (default: the model's)")
+    generate.add_argument("--batch-size", type=int, default=1, help="studies generated together (default 1)")
+    generate.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the GPU when there is one)")
+    generate.add_argument("--json", action="store_true", help="print one JSON object per study")
+    generate.add_argument(
+        "--trust-remote-code", action="store_true", help="allow the folder's own code for methods hf-rrg lacks"
+    )
+    generate.set_defaults(func=_generate)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    try:
+        out = export_model(
+            args.run_dir,
+            args.out,
+            repo_id=args.repo_id,
+            model_name=args.model_name,
+            license=args.license,
+            overwrite=args.overwrite,
+        )
+    except FileExistsError as error:
+        raise ValueError(str(error)) from error
+    files = sorted(path.name for path in out.iterdir())
+    print(f"Exported {args.run_dir} -> {out} ({len(files)} files: {', '.join(files)})")
+    print(f"Load it with AutoModelForImageTextToText.from_pretrained({str(out)!r}, trust_remote_code=True)")
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from .push import push_to_hub
+
+    result = push_to_hub(
+        args.run_dir,
+        args.repo_id,
+        private=args.private,
+        token=args.token,
+        commit_message=args.commit_message,
+        license=args.license,
+    )
+    print(f"Uploaded {len(result.files)} files to {result.repo_url}")
+    if result.commit_url:
+        print(f"Commit: {result.commit_url}")
+    return 0
+
+
+def group_studies(images: list[str], views_per_study: int) -> list[list[str]]:
+    """Consecutive groups of `views_per_study` images; checks the files exist first (errors name the file)."""
+    if views_per_study < 1:
+        raise ValueError(f"--views-per-study must be >= 1, got {views_per_study}.")
+    if len(images) % views_per_study:
+        raise ValueError(
+            f"Got {len(images)} images, not a multiple of --views-per-study {views_per_study}; give every study "
+            "the same number of views (or run the command once per study)."
+        )
+    for image in images:
+        path = Path(image)
+        if not path.exists():
+            raise FileNotFoundError(f"Image file {image} does not exist.")
+        if not path.is_file():
+            raise ValueError(f"Image path {image} is not a file.")
+    return [images[i : i + views_per_study] for i in range(0, len(images), views_per_study)]
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .pipeline_registration import report_pipeline
+
+    studies = group_studies(args.images, args.views_per_study)
+    pipe = report_pipeline(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    generate_kwargs = {}
+    if args.num_beams is not None:
+        generate_kwargs["num_beams"] = args.num_beams
+    if args.max_new_tokens is not None:
+        generate_kwargs["max_new_tokens"] = args.max_new_tokens
+    outputs = pipe([tuple(study) for study in studies], batch_size=args.batch_size, generate_kwargs=generate_kwargs)
+    for study, output in zip(studies, outputs):
+        report = output[0]["generated_text"]
+        if args.json:
+            print(json.dumps({"images": study, "report": report}))
+        elif len(studies) == 1:
+            print(report)
+        else:
+            print(f"{', '.join(study)}: {report}")
+    return 0

@@ -1,0 +1,183 @@
+"""`export_model`: turn a training run (or a saved model folder) into a folder that *is* a Hub model repository.
+
+The folder holds ``config.json`` (with ``auto_map`` for AutoConfig / AutoModel / AutoModelForImageTextToText and
+``custom_pipelines`` for the ``radiology-report-generation`` pipeline), ``generation_config.json``,
+``model.safetensors``, the tokenizer and processor files (with their own ``auto_map``), every modeling file the
+classes import (relatively, from ``hf_rrg/modeling``), ``pipeline_rrg.py``, the run's ``metrics.json`` and
+training config, and a ``README.md`` model card. It loads with ``trust_remote_code=True`` where hf-rrg is not
+installed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .loading import check_model_dir, load_model_and_processor
+from .model_card import render_model_card
+from .run_folder import RunInfo, read_run
+
+PIPELINE_MODULE = "pipeline_rrg"
+PIPELINE_CLASS = "RadiologyReportGenerationPipeline"
+PIPELINE_TASK = "radiology-report-generation"
+MODEL_AUTO_CLASSES = ("AutoModel", "AutoModelForImageTextToText")
+TRAINING_CONFIG_NAME = "training_config"  # saved as training_config.yaml / .json in the exported repo
+
+
+def custom_pipelines_entry() -> dict[str, Any]:
+    """The ``custom_pipelines`` value of an exported ``config.json``."""
+    return {
+        PIPELINE_TASK: {
+            "impl": f"{PIPELINE_MODULE}.{PIPELINE_CLASS}",
+            "pt": ["AutoModelForImageTextToText"],
+            "tf": [],
+            "type": "multimodal",
+        }
+    }
+
+
+def auto_map_entry(config: Any, model: Any) -> dict[str, str]:
+    """The model-side ``auto_map`` of ``config.json``: ``module.Class`` of the config and the model class."""
+    config_ref = f"{_module_name(type(config))}.{type(config).__name__}"
+    model_ref = f"{_module_name(type(model))}.{type(model).__name__}"
+    return {"AutoConfig": config_ref, **{name: model_ref for name in MODEL_AUTO_CLASSES}}
+
+
+def _module_name(cls: type) -> str:
+    return cls.__module__.rsplit(".", 1)[-1]
+
+
+def export_model(
+    source: str | Path,
+    out_dir: str | Path,
+    *,
+    model_name: str | None = None,
+    repo_id: str | None = None,
+    license: str = "other",
+    overwrite: bool = False,
+) -> Path:
+    """Export `source` (a run folder with ``model/``, ``metrics.json`` and its training config, or a model folder)
+    to `out_dir` as a self-contained Hub model repository; returns `out_dir`.
+
+    Args:
+        model_name: name shown in the card and ``model-index`` (default: the repo name of `repo_id`, else the name
+            of the run folder, else of `out_dir`).
+        repo_id: ``org/name`` the folder will be pushed to; used in the card's usage examples.
+        license: Hub licence identifier for the card metadata (default ``other``: the training data's terms apply).
+        overwrite: replace a non-empty `out_dir` (otherwise that is an error).
+    """
+    out_dir = Path(out_dir)
+    run = read_run(source)
+    check_model_dir(run.model_dir)
+    if out_dir.resolve() == run.model_dir.resolve() or run.model_dir.resolve() in out_dir.resolve().parents:
+        raise ValueError(f"Export folder {out_dir} must not be (inside) the source model folder {run.model_dir}.")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        if not overwrite:
+            raise FileExistsError(
+                f"Export folder {out_dir} already exists and is not empty; choose another folder or pass "
+                "overwrite=True (`--overwrite`)."
+            )
+    default_name = (run.run_dir or out_dir).resolve().name
+    name = model_name or (repo_id.split("/")[-1] if repo_id else default_name)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
+    try:
+        _write_repo(run, staging, name, repo_id, license)
+        if out_dir.exists():
+            shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write_repo(run: RunInfo, folder: Path, model_name: str, repo_id: str | None, license: str) -> None:
+    steps = tqdm(total=5, desc="export", unit="step", leave=False, file=sys.stderr)
+    model, processor = load_model_and_processor(run.model_dir)
+    steps.update()
+
+    # Model: weights, generation config, config with auto_map, modeling code (copied by save_pretrained).
+    model.config.register_for_auto_class("AutoConfig")
+    model.register_for_auto_class("AutoModelForImageTextToText")
+    model.save_pretrained(folder)
+    steps.update()
+
+    # Processor: tokenizer + image processor + processor configs, with auto_map, and their code files.
+    processor.register_for_auto_class("AutoProcessor")
+    processor.tokenizer.register_for_auto_class("AutoTokenizer")
+    processor.image_processor.register_for_auto_class("AutoImageProcessor")
+    processor.save_pretrained(folder)
+    steps.update()
+
+    # Pipeline code and the config entries save_pretrained cannot write (one auto class per object).
+    from ..modeling import pipeline_rrg
+
+    copy_module_with_relative_imports(Path(pipeline_rrg.__file__), folder)
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["auto_map"] = {**config.get("auto_map", {}), **auto_map_entry(model.config, model)}
+    config["custom_pipelines"] = custom_pipelines_entry()
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    steps.update()
+
+    # The run's record and the model card.
+    if run.metrics:
+        (folder / "metrics.json").write_text(json.dumps(run.metrics, indent=2) + "\n", encoding="utf-8")
+    if run.training_config_text is not None and run.training_config_file is not None:
+        suffix = ".json" if run.training_config_file.suffix == ".json" else ".yaml"
+        (folder / f"{TRAINING_CONFIG_NAME}{suffix}").write_text(run.training_config_text, encoding="utf-8")
+    card = render_model_card(run, model.config, model.generation_config, model_name, repo_id, license=license)
+    (folder / "README.md").write_text(card, encoding="utf-8")
+    check_remote_code(folder)
+    steps.update()
+    steps.close()
+
+
+def copy_module_with_relative_imports(module_file: Path, folder: Path) -> list[Path]:
+    """Copy `module_file` and every sibling it imports relatively (recursively) into `folder`."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    copied = []
+    for path in [module_file, *map(Path, get_relative_import_files(module_file))]:
+        target = folder / path.name
+        if not target.exists():
+            shutil.copyfile(path, target)
+        copied.append(target)
+    return copied
+
+
+def check_remote_code(folder: Path) -> None:
+    """Every module named in the folder's ``auto_map`` / ``custom_pipelines`` exists there with its relative imports,
+    and no copied file imports hf_rrg (the folder must work without it)."""
+    from transformers.dynamic_module_utils import get_imports, get_relative_import_files
+
+    references: list[str] = []
+    for name in ("config.json", "tokenizer_config.json", "processor_config.json", "preprocessor_config.json"):
+        path = folder / name
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            for section in (data, data.get("image_processor") or {}):
+                for value in (section.get("auto_map") or {}).values():
+                    references.extend(v for v in (value if isinstance(value, list) else [value]) if v)
+            for task in (data.get("custom_pipelines") or {}).values():
+                references.append(task["impl"])
+    for reference in references:
+        module = folder / (reference.split("--")[-1].rsplit(".", 1)[0] + ".py")
+        if not module.is_file():
+            raise FileNotFoundError(f"Exported repo {folder} names {reference} but lacks {module.name}.")
+        for needed in get_relative_import_files(module):
+            if not Path(needed).is_file():
+                raise FileNotFoundError(f"Exported repo {folder}: {module.name} imports {Path(needed).name}, missing.")
+    for code in folder.glob("*.py"):
+        if any(name == "hf_rrg" or name.startswith("hf_rrg.") for name in get_imports(code)):
+            raise ValueError(
+                f"Exported file {code.name} imports hf_rrg; modeling files must import their siblings relatively."
+            )

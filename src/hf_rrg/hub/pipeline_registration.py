@@ -1,0 +1,46 @@
+"""The `radiology-report-generation` pipeline in a process that imported hf-rrg: registration and construction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..modeling.pipeline_rrg import PIPELINE_TASK, RadiologyReportGenerationPipeline
+from .loading import load_model_and_processor
+
+
+def register_pipeline() -> None:
+    """Register the pipeline with `transformers.pipelines.PIPELINE_REGISTRY` (idempotent), so that
+    ``pipeline("radiology-report-generation", model=model, processor=processor)`` works in-process."""
+    from transformers import AutoModelForImageTextToText
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    current = PIPELINE_REGISTRY.supported_tasks.get(PIPELINE_TASK)
+    if current is not None and current.get("impl") is RadiologyReportGenerationPipeline:
+        return
+    PIPELINE_REGISTRY.register_pipeline(
+        PIPELINE_TASK,
+        pipeline_class=RadiologyReportGenerationPipeline,
+        pt_model=AutoModelForImageTextToText,
+        type="multimodal",
+    )
+
+
+def report_pipeline(
+    model_dir: str | Path,
+    *,
+    device: str | int | None = None,
+    trust_remote_code: bool = False,
+    **pipeline_kwargs: Any,
+) -> RadiologyReportGenerationPipeline:
+    """Load a saved/exported model folder (checked first: missing or corrupt files are named) and return its
+    report-generation pipeline, using hf-rrg's own classes. `device`: ``"cpu"``, ``"cuda"``, an index, or None for
+    the first accelerator when there is one."""
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, processor = load_model_and_processor(model_dir, trust_remote_code=trust_remote_code)
+    return RadiologyReportGenerationPipeline(
+        model=model, processor=processor, task=PIPELINE_TASK, device=device, **pipeline_kwargs
+    )

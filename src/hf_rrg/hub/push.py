@@ -1,0 +1,65 @@
+"""`push_to_hub`: export a run to a temporary folder and upload it as a Hub model repository."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .export import export_model
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class PushResult:
+    """Where the model went: the repo URL, the commit URL and the uploaded file names."""
+
+    repo_url: str
+    commit_url: str | None
+    files: list[str]
+
+
+def check_repo_id(repo_id: str) -> str:
+    """`repo_id` must be ``org/name`` (letters, digits, ``-``, ``_``, ``.``)."""
+    if not _REPO_ID.match(repo_id or "") or ".." in repo_id or repo_id.endswith((".git", ".")):
+        raise ValueError(
+            f"Invalid Hub repo id {repo_id!r}: use ORG/NAME (or USER/NAME) with letters, digits, '-', '_' and '.'."
+        )
+    return repo_id
+
+
+def push_to_hub(
+    source: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str | None = None,
+    license: str = "other",
+    api: Any = None,
+) -> PushResult:
+    """Export `source` (a run folder or model folder) and upload it to the model repo `repo_id`.
+
+    The repo is created when missing (``HfApi.create_repo(..., exist_ok=True)``); the upload is one commit
+    (``HfApi.upload_folder``). `api` is an ``huggingface_hub.HfApi`` (default: a new one with `token`).
+    """
+    check_repo_id(repo_id)
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+    with tempfile.TemporaryDirectory(prefix="hf-rrg-push-") as tmp:
+        folder = export_model(source, Path(tmp) / repo_id.split("/")[-1], repo_id=repo_id, license=license)
+        files = sorted(path.name for path in folder.iterdir() if path.is_file())
+        repo_url = api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            repo_type="model",
+            folder_path=str(folder),
+            commit_message=commit_message or f"Upload {repo_id.split('/')[-1]} exported with hf-rrg",
+        )
+    commit_url = getattr(commit, "commit_url", None) or (commit if isinstance(commit, str) else None)
+    return PushResult(repo_url=str(repo_url), commit_url=commit_url, files=files)

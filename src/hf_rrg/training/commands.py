@@ -1,0 +1,63 @@
+"""`hf-rrg train CONFIG [--output-dir RUN_DIR] [--set key=value ...] [--resume]`.
+
+`accelerate launch training_scripts/train.py --config CONFIG ...` parses the same arguments and calls the same
+`train_from_args`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def add_train_arguments(parser: argparse.ArgumentParser, config_flag: bool = False) -> None:
+    """The arguments of `hf-rrg train` (`--config CONFIG` instead of a positional for `train.py`)."""
+    help_config = "YAML training config: a path, or the name of a shipped one (e.g. r2gencmn_demo)"
+    if config_flag:
+        parser.add_argument("--config", required=True, help=help_config)
+    else:
+        parser.add_argument("config", help=help_config)
+    parser.add_argument(
+        "--output-dir", default=None,
+        help="run folder for checkpoints, logs, metrics, predictions and model/ (default runs/<config>-<time>)",
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set training.epochs=5 --set optimizer.lr_rest=1e-3 (repeatable)",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint")
+    parser.add_argument(
+        "--stage", dest="stages", action="append", default=None, metavar="NAME",
+        help="run only this recipe stage, again if it already finished (repeatable; e.g. XProNet's labels, "
+        "prototypes, train). Default: every stage (finished ones are skipped with --resume)",
+    )
+
+
+def train_from_args(args: argparse.Namespace) -> int:
+    from .config import load_config, resolve_config_path
+    from .recipes import run_training
+
+    config = load_config(args.config, args.overrides)
+    if args.output_dir is None:
+        if args.resume:
+            raise ValueError("--resume needs --output-dir: the run folder to continue")
+        stem = resolve_config_path(args.config).stem
+        output_dir = Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    else:
+        output_dir = Path(args.output_dir)
+    run_training(config, output_dir, resume=args.resume, stages=getattr(args, "stages", None))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model from a YAML config (Accelerate; resumable)",
+        description="Train a report generator. Under `accelerate launch` use training_scripts/train.py instead.",
+    )
+    add_train_arguments(parser)
+    parser.set_defaults(func=train_from_args)
+
+
+__all__ = ["add_train_arguments", "register", "train_from_args"]

@@ -1,0 +1,435 @@
+"""The training configuration: YAML file + `--set key=value` overrides -> a typed `TrainingConfig`.
+
+A config file has one mapping per section (`model`, `data`, `tokenizer`, `image_processor`, `optimizer`,
+`scheduler`, `training`, `evaluation`, `generation`) plus the top-level `method` (the model type registered with
+`AutoConfig`, e.g. `r2gencmn`). Unknown keys are errors that name the key and list the valid ones, so a typo never
+silently trains with a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hf_rrg.resources import resource_dir
+
+
+@dataclass
+class DataConfig:
+    """Dataset to train on.
+
+    Attributes:
+        builder: `hf_rrg.data.load_builder` name (`demo`, `iu_xray`, `mimic_cxr`, `report_folder`).
+        data_dir: folder of the source data (None for builders that bring their own, e.g. `demo`).
+        builder_kwargs: builder config options (`name=` picks a BuilderConfig).
+        train_split / validation_split / test_split: split names in the built `DatasetDict`.
+        max_train_samples / max_validation_samples / max_test_samples: keep only the first N examples (smoke runs).
+        augment: use the image processor's training transform (random crop + flip) on the train split.
+    """
+
+    builder: str = "demo"
+    data_dir: str | None = None
+    builder_kwargs: dict[str, Any] = field(default_factory=dict)
+    train_split: str = "train"
+    validation_split: str = "validation"
+    test_split: str = "test"
+    max_train_samples: int | None = None
+    max_validation_samples: int | None = None
+    max_test_samples: int | None = None
+    augment: bool = True
+
+
+@dataclass
+class TokenizerConfig:
+    """Report vocabulary, built from the TRAIN split only at the start of a run (and reused on resume).
+
+    Attributes:
+        cleaner: report cleaning preset (`r2gen_iu_xray`, `r2gen_mimic_cxr`, `basic`, `chinese_char`).
+        min_count: keep words seen at least this often (R2Gen: 3 for IU X-Ray, 10 for MIMIC-CXR).
+    """
+
+    cleaner: str = "basic"
+    min_count: int = 3
+
+
+@dataclass
+class OptimizerConfig:
+    """Two parameter groups: the visual extractor (`lr_visual`) and everything else (`lr_rest`).
+
+    Attributes:
+        name: `adam`, `adamw` or `sgd`.
+        lr_visual / lr_rest: learning rates (R2Gen: 5e-5 / 1e-4; R2GenCMN: 1e-4 / 5e-4).
+        weight_decay: applied to both groups (R2Gen: 5e-5).
+        amsgrad: AMSGrad variant of Adam/AdamW (R2Gen: True).
+        betas: Adam betas; momentum: SGD momentum.
+    """
+
+    name: str = "adam"
+    lr_visual: float = 5e-5
+    lr_rest: float = 1e-4
+    weight_decay: float = 5e-5
+    amsgrad: bool = True
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
+
+
+@dataclass
+class SchedulerConfig:
+    """Learning-rate schedule, stepped once per epoch (as R2Gen does).
+
+    Attributes:
+        name: `step` (StepLR), `exponential`, `cosine` (to 0 over `epochs`) or `constant`.
+        step_size / gamma: StepLR period in epochs and factor (R2Gen IU: 50, 0.1); `exponential` uses gamma.
+        warmup_epochs: linear warm-up from lr/warmup_epochs over this many epochs before the schedule (0: none).
+    """
+
+    name: str = "step"
+    step_size: int = 50
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+
+
+@dataclass
+class TrainingLoopConfig:
+    """The loop itself.
+
+    Attributes:
+        epochs: maximum epochs; batch_size: per-process train batch; eval_batch_size: per-process eval batch.
+        gradient_accumulation_steps: micro-batches per optimizer step.
+        clip_grad_value: clip every gradient element to [-v, v] (R2Gen/R2GenCMN official code: 0.1); None: off.
+        max_grad_norm: clip the global gradient norm instead/as well; None: off.
+        mixed_precision: `no`, `fp16`, `bf16` or `auto` (bf16 on a GPU that has it, else no).
+        seed: seeds Python, numpy and torch; the data order and augmentations derive from it per epoch/sample.
+        num_workers: DataLoader workers.
+        val_metric: validation score that selects the best epoch (higher is better); never a test score.
+        patience: stop after this many epochs without improvement (None: never).
+        eval_every: validate every N epochs (the last epoch is always validated).
+        keep_checkpoints: how many epoch checkpoints to keep (the newest).
+        log_every: write a step record to the logs every N optimizer steps.
+        cpu: force CPU even when an accelerator is present.
+    """
+
+    epochs: int = 100
+    batch_size: int = 16
+    eval_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    clip_grad_value: float | None = 0.1
+    max_grad_norm: float | None = None
+    mixed_precision: str = "no"
+    seed: int = 9223
+    num_workers: int = 0
+    val_metric: str = "bleu_4"
+    patience: int | None = 50
+    eval_every: int = 1
+    keep_checkpoints: int = 1
+    log_every: int = 1
+    cpu: bool = False
+
+
+@dataclass
+class EvaluationConfig:
+    """How generated reports are scored.
+
+    Attributes:
+        protocol: `hf_rrg.metrics` protocol (`r2gen`: cleaned, vocabulary-mapped strings, references cut to
+            max_seq_length - 1 tokens, as the R2Gen family scores; `default`; `chinese`).
+        val_metrics: metric families computed every epoch on validation (fast ones).
+        test_metrics: metric families computed once on test (`meteor` needs Java; a failing optional metric is
+            reported and skipped, never fatal).
+        use_reference_labels: for methods whose model reads labels derived from the report (XProNet): give it the
+            labels of the *reference* report at validation and test too. That is the published XProNet protocol
+            and it leaks the answer into the prediction; the default (False) lets the model predict its labels
+            from the image, as at inference. Methods without such inputs reject True.
+    """
+
+    protocol: str = "r2gen"
+    val_metrics: list[str] = field(default_factory=lambda: ["bleu", "rouge_l", "cider_d"])
+    test_metrics: list[str] = field(default_factory=lambda: ["bleu", "rouge_l", "cider_d", "meteor"])
+    use_reference_labels: bool = False
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding used for validation and test, also written into the trained model's `generation_config` so the
+    exported model decodes as it was evaluated (None: the model's default, e.g. beam 3).
+
+    Attributes:
+        num_beams: beam size; max_length: longest generation in tokens (default the model's max_seq_length).
+        no_repeat_ngram_size: forbid repeating any n-gram of this size (off in the papers' settings).
+    """
+
+    num_beams: int | None = None
+    max_length: int | None = None
+    no_repeat_ngram_size: int | None = None
+
+    def as_kwargs(self) -> dict[str, int]:
+        """The settings that are set, as `generate()` keyword arguments."""
+        return {key: value for key, value in vars(self).items() if value is not None}
+
+
+@dataclass
+class TrainingConfig:
+    """Everything a training run needs; `method` is the model type (`r2gen`, `r2gencmn`, ...).
+
+    `recipe` names the recipe (default: the method's); `recipe_options` holds the settings of a multi-stage
+    recipe's own stages (e.g. XProNet's text encoder for prototype initialisation), checked by that recipe.
+    """
+
+    method: str = "r2gencmn"
+    recipe: str | None = None
+    recipe_options: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    image_processor: dict[str, Any] = field(default_factory=dict)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    training: TrainingLoopConfig = field(default_factory=TrainingLoopConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (tuples as lists), ready for YAML/JSON."""
+        return _plain(asdict(self))
+
+    def save(self, path: str | Path) -> None:
+        """Write the config as YAML (what `load_config` reads back)."""
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+class ConfigError(ValueError):
+    """A training config that cannot be used; the message names the key and what to do."""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check/convert a YAML value against a field annotation (numbers given as strings, e.g. `5e-5`, included)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if annotation is Any:
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where} must be an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        args = typing.get_args(annotation)
+        item_type = args[0] if args else Any
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where} must have {len(args)} items, got {value!r}")
+            return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, args)))
+        items = [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or annotation is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(annotation):
+        return _build(annotation, value, where)
+    return value
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'the config'} must be a mapping of keys to values, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [key for key in data if key not in names]
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key(s) {[prefix + str(k) for k in unknown]}; valid keys{' of ' + where if where else ''} "
+            f"are {names}. Fix the spelling or remove the key."
+        )
+    kwargs = {
+        key: _coerce(value, hints[key], f"{where}.{key}" if where else key) for key, value in data.items()
+    }
+    return cls(**kwargs)
+
+
+def parse_section(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass `cls` from a mapping with the same checks as the config itself (unknown keys name the valid
+    ones, values are coerced to the field types); `where` names the section in errors (e.g. `recipe_options`)."""
+    return _build(cls, data, where)
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainingConfig:
+    """Validate a plain mapping (as read from YAML) into a `TrainingConfig`."""
+    config = _build(TrainingConfig, data, "")
+    validate_config(config)
+    return config
+
+
+def validate_config(config: TrainingConfig) -> None:
+    """Value checks that types alone cannot express."""
+    loop = config.training
+    for name in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "eval_every", "log_every"):
+        if getattr(loop, name) < 1:
+            raise ConfigError(f"training.{name} must be >= 1, got {getattr(loop, name)}")
+    if loop.keep_checkpoints < 1:
+        raise ConfigError(f"training.keep_checkpoints must be >= 1, got {loop.keep_checkpoints}")
+    if loop.mixed_precision not in ("no", "fp16", "bf16", "auto"):
+        raise ConfigError(f"training.mixed_precision must be no, fp16, bf16 or auto; got {loop.mixed_precision!r}")
+    if config.optimizer.name not in ("adam", "adamw", "sgd"):
+        raise ConfigError(f"optimizer.name must be adam, adamw or sgd; got {config.optimizer.name!r}")
+    if config.scheduler.name not in ("step", "exponential", "cosine", "constant"):
+        raise ConfigError(
+            f"scheduler.name must be step, exponential, cosine or constant; got {config.scheduler.name!r}"
+        )
+    if config.tokenizer.min_count < 1:
+        raise ConfigError(f"tokenizer.min_count must be >= 1, got {config.tokenizer.min_count}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`"optimizer.lr_rest=1e-3"` -> (["optimizer", "lr_rest"], 0.001): the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not KEY=VALUE (e.g. --set training.epochs=5)")
+    key, raw = text.split("=", 1)
+    path = [part for part in key.strip().split(".")]
+    if not all(path):
+        raise ConfigError(f"override {text!r} has an empty key part; write e.g. training.epochs=5")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({error})") from None
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `section.key=value` overrides to a config mapping (a new mapping is returned)."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for text in overrides or []:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def packaged_config_dir() -> Path:
+    """Folder of the shipped configs (`training_scripts/configs` in a checkout or wheel)."""
+    return resource_dir("training_scripts") / "configs"
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A config path, or a bare name (`r2gencmn_demo`) of a shipped config."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.suffix in ("", ".yaml", ".yml") and len(path.parts) == 1:
+        try:
+            folder = packaged_config_dir()
+        except FileNotFoundError:
+            folder = None
+        if folder is not None:
+            for candidate in (folder / path.name, folder / f"{path.stem}.yaml"):
+                if candidate.is_file():
+                    return candidate
+            shipped = sorted(p.stem for p in folder.glob("*.yaml"))
+            raise FileNotFoundError(
+                f"training config {str(name_or_path)!r} is neither a file nor a shipped config; shipped configs: "
+                f"{shipped}"
+            )
+    raise FileNotFoundError(f"training config file {path} does not exist")
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> TrainingConfig:
+    """Read a YAML config (path or shipped name), apply `--set` overrides, validate."""
+    path = resolve_config_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"training config {path} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"training config {path} must be a YAML mapping of sections, got {type(data).__name__}")
+    try:
+        return config_from_dict(apply_overrides(data, overrides or []))
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "EvaluationConfig",
+    "GenerationConfig",
+    "OptimizerConfig",
+    "SchedulerConfig",
+    "TokenizerConfig",
+    "TrainingConfig",
+    "TrainingLoopConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "load_config",
+    "packaged_config_dir",
+    "parse_override",
+    "parse_section",
+    "resolve_config_path",
+    "validate_config",
+]
