@@ -13,6 +13,8 @@ from transformers import (
 
 from .hub.pipeline_registration import register_pipeline
 from .modeling import (
+    CoAttConfig,
+    CoAttForConditionalGeneration,
     R2GenCMNConfig,
     R2GenCMNForConditionalGeneration,
     R2GenConfig,
@@ -29,6 +31,7 @@ MODELS = {
     R2GenConfig: R2GenForConditionalGeneration,
     R2GenCMNConfig: R2GenCMNForConditionalGeneration,
     XProNetConfig: XProNetForConditionalGeneration,
+    CoAttConfig: CoAttForConditionalGeneration,
 }
 
 

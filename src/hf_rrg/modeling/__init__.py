@@ -4,10 +4,12 @@ Modules in this folder import only the standard library, torch, transformers, to
 (pydicom guarded at use) and each other, relatively, so that `save_pretrained` can copy them into a model repo.
 """
 
+from .configuration_coatt import CoAttConfig
 from .configuration_r2gen import R2GenCMNConfig, R2GenConfig, RRGTransformerConfig
 from .configuration_rrg import RRGConfig
 from .configuration_xpronet import XPRONET_OBSERVATIONS, XProNetConfig
 from .decoder_cache import RRGDecoderCache
+from .modeling_coatt import CoAttForConditionalGeneration
 from .image_loading import ImageLoadError, load_image
 from .image_processing_rrg import RRGImageProcessor
 from .modeling_r2gen import R2GenForConditionalGeneration
@@ -19,6 +21,8 @@ from .tokenization_rrg import RRGTokenizer
 
 __all__ = [
     "CLEANERS",
+    "CoAttConfig",
+    "CoAttForConditionalGeneration",
     "ImageLoadError",
     "R2GenCMNConfig",
     "R2GenCMNForConditionalGeneration",

@@ -7,6 +7,29 @@ import torch
 from torch import nn
 
 
+def checked_views(
+    pixel_values: torch.Tensor, view_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`pixel_values` as (B, V, 3, H, W) (a 4-D batch is one view per study) and a bool `view_mask` (B, V)
+    (all True when None); clear errors for other shapes and for studies without any view."""
+    if pixel_values.dim() == 4:
+        pixel_values = pixel_values.unsqueeze(1)
+    if pixel_values.dim() != 5:
+        raise ValueError(
+            f"pixel_values must be (batch, views, 3, H, W) or (batch, 3, H, W), got shape {tuple(pixel_values.shape)}"
+        )
+    batch, views = pixel_values.shape[:2]
+    if view_mask is None:
+        view_mask = torch.ones(batch, views, dtype=torch.bool, device=pixel_values.device)
+    view_mask = view_mask.bool()
+    if view_mask.shape != (batch, views):
+        raise ValueError(f"view_mask has shape {tuple(view_mask.shape)}, expected {(batch, views)}")
+    if not view_mask.any(dim=1).all():
+        empty = (~view_mask.any(dim=1)).nonzero().flatten().tolist()
+        raise ValueError(f"Studies {empty} of the batch have no view (view_mask is all False).")
+    return pixel_values, view_mask
+
+
 class VisualExtractor(nn.Module):
     """Patch tokens of the backbone's last feature map and their average, for every view of a study.
 
@@ -36,21 +59,8 @@ class VisualExtractor(nn.Module):
     def forward(
         self, pixel_values: torch.Tensor, view_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if pixel_values.dim() == 4:
-            pixel_values = pixel_values.unsqueeze(1)
-        if pixel_values.dim() != 5:
-            raise ValueError(
-                f"pixel_values must be (batch, views, 3, H, W) or (batch, 3, H, W), got shape {tuple(pixel_values.shape)}"
-            )
+        pixel_values, view_mask = checked_views(pixel_values, view_mask)
         batch, views = pixel_values.shape[:2]
-        if view_mask is None:
-            view_mask = torch.ones(batch, views, dtype=torch.bool, device=pixel_values.device)
-        view_mask = view_mask.bool()
-        if view_mask.shape != (batch, views):
-            raise ValueError(f"view_mask has shape {tuple(view_mask.shape)}, expected {(batch, views)}")
-        if not view_mask.any(dim=1).all():
-            empty = (~view_mask.any(dim=1)).nonzero().flatten().tolist()
-            raise ValueError(f"Studies {empty} of the batch have no view (view_mask is all False).")
         features = self.backbone.forward_features(pixel_values[view_mask])
         if features.dim() == 4:  # CNN: (n, C, h, w) -> (n, h*w, C)
             features = features.flatten(2).transpose(1, 2)
