@@ -153,8 +153,8 @@ def test_forward_loss_is_the_weighted_sum_of_its_components() -> None:
     assert alpha.shape == (2, 2, 8) and beta.shape == (2, 2, 4)
     assert torch.all(alpha[1, :, 4:] == 0)
     reg = sum(((1 - alpha[b].sum(0)[: 8 if b == 0 else 4]) ** 2).sum() + ((1 - beta[b].sum(0)) ** 2).sum() for b in range(2)) / 2
-    torch.testing.assert_close(out.attention_regularization, reg)
-    total = 0.7 * out.tag_loss + 2.0 * out.stop_loss + 0.5 * out.word_loss + 0.1 * out.attention_regularization
+    torch.testing.assert_close(out.regularization_loss, reg)
+    total = 0.7 * out.tag_loss + 2.0 * out.stop_loss + 0.5 * out.word_loss + 0.1 * out.regularization_loss
     torch.testing.assert_close(out.loss, total)
 
 
@@ -166,7 +166,7 @@ def test_ablations_switch_the_attention_branches(mode: str) -> None:
     assert (out.visual_attention is not None) == (mode == "visual")
     assert (out.semantic_attention is not None) == (mode == "semantic")
     if mode == "none":
-        assert out.attention_regularization == 0
+        assert out.regularization_loss == 0
     with pytest.raises(ValueError, match="Table 1"):
         CoAttConfig(attention="both")
 
@@ -190,10 +190,49 @@ def test_errors_name_the_missing_setting() -> None:
     with pytest.raises(ValueError, match="sentence_end_token_id"):
         model(**batch_inputs())
     model = tiny_model()
-    with pytest.raises(ValueError, match="num_beams=1"):
-        model.generate(pixel_values=batch_inputs()["pixel_values"], num_beams=3)
+    with pytest.raises(ValueError, match="sampling is not supported"):
+        model.generate(pixel_values=batch_inputs()["pixel_values"], do_sample=True)
+    with pytest.raises(ValueError, match="num_beams must be at least 1"):
+        model.generate(pixel_values=batch_inputs()["pixel_values"], num_beams=0)
     with pytest.raises(ValueError, match="does not accept"):
         model.generate(pixel_values=batch_inputs()["pixel_values"], temperature=0.5)
+
+
+def _sentence_log_prob(model: CoAttForConditionalGeneration, topic: torch.Tensor, words: list[int]) -> float:
+    """log p(words | topic) under teacher forcing: the word LSTM reads [t, <bos>, w_1 .. w_{T-1}] (§3.5)."""
+    inputs = torch.cat([topic.view(1, 1, -1), model.word_embedding(torch.tensor([[1, *words[:-1]]]))], dim=1)
+    output, _ = model.word_lstm(inputs)
+    log_probs = model.word_head(output[0, 1:]).log_softmax(-1)
+    return float(log_probs[torch.arange(len(words)), torch.tensor(words)].sum())
+
+
+def test_sentence_beam_search_is_greedy_at_width_one_and_exhaustive_at_full_width() -> None:
+    torch.manual_seed(3)
+    model = tiny_model(vocab_size=7).eval()  # <unk>=3, 5, 6, PERIOD=4 and <eos>=2 can be generated
+    topic = torch.randn(2, model.config.embedding_size)
+    words_, ends = (3, 5, 6), (PERIOD, 2)
+    allowed = [*words_, *ends]
+    with torch.no_grad():
+        # Width 1 = greedy: follow the argmax (over non-special words) step by step.
+        greedy = model.decode_sentence(topic, max_words=3, num_beams=1)
+        for row in range(2):
+            words: list[int] = []
+            while len(words) < 3 and (not words or words[-1] not in (PERIOD, 2)):
+                best = max(allowed, key=lambda w: _sentence_log_prob(model, topic[row], words + [w]))
+                words.append(best)
+            assert [t for t in greedy[row].tolist() if t != 0] == words
+        # Width 60 >= the 53 hypotheses of length <= 3: the search keeps all of them, so it returns the best one.
+        for penalty in (0.0, 1.0):
+            beam = model.decode_sentence(topic, max_words=3, num_beams=60, length_penalty=penalty)
+            for row in range(2):
+                hypotheses = [[a] for a in ends]
+                hypotheses += [[a, b] for a in words_ for b in ends]
+                hypotheses += [[a, b, c] for a in words_ for b in words_ for c in allowed]
+                score = {tuple(h): _sentence_log_prob(model, topic[row], h) / len(h) ** penalty for h in hypotheses}
+                found = tuple(t for t in beam[row].tolist() if t != 0)
+                assert found == max(score, key=score.get), (penalty, found)
+        wide = model.generate(pixel_values=batch_inputs()["pixel_values"], num_beams=3)
+        assert wide[:, 0].eq(1).all() and (wide == 2).sum(dim=1).eq(1).all()
 
 
 def _train(
@@ -251,9 +290,11 @@ def test_save_and_load_round_trip(tmp_path) -> None:
     torch.testing.assert_close(loaded.generate(pixel_values=inputs["pixel_values"]), model.generate(pixel_values=inputs["pixel_values"]))
 
 
-def test_memorises_eight_real_demo_reports_through_generate() -> None:
+@pytest.fixture(scope="module")
+def memorised() -> dict:
+    """A tiny CoAtt trained on 8 real multi-sentence demo reports (2 views where the study has them)."""
     from hf_rrg.data import load_builder
-    from hf_rrg.metrics import bleu
+    from hf_rrg.modeling import RRGProcessor
 
     train = load_builder("demo")["train"]
     reports = train["report"]
@@ -263,7 +304,9 @@ def test_memorises_eight_real_demo_reports_through_generate() -> None:
     chosen = sorted(multi, key=lambda i: len(normalized[i].split()))[:8]
     references = [normalized[i] for i in chosen]
     assert all(r.count(" .") >= 2 for r in references)
-    pixels = RRGImageProcessor(eval_size=(64, 64), max_views=2)([train[i]["images"] for i in chosen], return_tensors="pt")
+    processor = RRGProcessor(image_processor=RRGImageProcessor(eval_size=(64, 64), max_views=2), tokenizer=tokenizer)
+    studies = [train[i]["images"] for i in chosen]
+    pixels = processor(images=studies)
     encoded = tokenizer(references, padding=True, return_tensors="pt")
     labels = encoded["input_ids"][:, 1:].masked_fill(encoded["attention_mask"][:, 1:] == 0, -100)
     torch.manual_seed(0)
@@ -278,7 +321,38 @@ def test_memorises_eight_real_demo_reports_through_generate() -> None:
     model = CoAttForConditionalGeneration(config)
     inputs = dict(pixel_values=pixels["pixel_values"], view_mask=pixels["view_mask"], labels=labels)
     _train(model, inputs, max_steps=500, lr=3e-3, word_target=0.1)
-    generated = model.generate(pixel_values=pixels["pixel_values"], view_mask=pixels["view_mask"])
-    predictions = tokenizer.batch_decode(generated, skip_special_tokens=True)
-    score = bleu(predictions, references).corpus["bleu_4"]
-    assert score >= 0.9, list(zip(predictions, references))
+    return dict(model=model, processor=processor, studies=studies, pixels=pixels, references=references)
+
+
+def test_memorises_eight_real_demo_reports_through_generate(memorised) -> None:
+    from hf_rrg.metrics import bleu
+
+    model, processor, pixels = memorised["model"], memorised["processor"], memorised["pixels"]
+    for beams in (1, 3):
+        generated = model.generate(pixel_values=pixels["pixel_values"], view_mask=pixels["view_mask"], num_beams=beams)
+        predictions = processor.batch_decode(generated, skip_special_tokens=True)
+        score = bleu(predictions, memorised["references"]).corpus["bleu_4"]
+        assert score >= 0.9, (beams, list(zip(predictions, memorised["references"])))
+
+
+def test_processor_and_pipeline_give_the_memorised_reports(memorised, tmp_path) -> None:
+    from transformers import pipeline
+
+    from hf_rrg.hub import register_pipeline
+    from hf_rrg.metrics import bleu
+
+    model, processor = memorised["model"], memorised["processor"]
+    paths = []
+    for i, study in enumerate(memorised["studies"]):
+        paths.append([])
+        for v, image in enumerate(study):
+            paths[-1].append(str(tmp_path / f"study{i}_view{v}.png"))
+            image.save(paths[-1][-1])
+    inputs = processor(images=paths)
+    with torch.no_grad():
+        direct = processor.batch_decode(model.generate(**inputs), skip_special_tokens=True)
+    register_pipeline()
+    pipe = pipeline("radiology-report-generation", model=model, processor=processor, device="cpu")
+    piped = [pipe(tuple(study))[0]["generated_text"] for study in paths]  # a tuple is one multi-view study
+    assert piped == direct
+    assert bleu(piped, memorised["references"]).corpus["bleu_4"] >= 0.9

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import random
 import re
 import tarfile
 import xml.etree.ElementTree as ET
@@ -50,7 +51,7 @@ _HOMEPAGE = "https://openi.nlm.nih.gov/faq#collection"
 _LICENSE = "CC BY-NC-ND 4.0"
 
 _R2GEN_SPLIT_KEYS = {"train": ("train",), "validation": ("val", "validation"), "test": ("test", "    ", "")}
-_REPORT_SECTIONS = ("findings", "impression", "findings+impression")
+_REPORT_SECTIONS = ("findings", "impression", "findings+impression", "impression+findings")
 _CXR_ID = re.compile(r"^CXR(\d+)")
 _XML_NAME = re.compile(r"(?:^|/)ecgen-radiology/(\d+)\.xml$")
 # Some parentImage ids carry an extra `_<n>` after `CXR<uid>` that the DICOM metadata ids do not have.
@@ -69,13 +70,17 @@ class IUXRayConfig(datasets.BuilderConfig):
         png_dir: nlm PNG folder, files `<parentImage id>.png` (default `<data_dir>/NLMCXR_png`).
         metadata_file: nlm DICOM metadata table for view positions (default
             `<data_dir>/nlmcxr_dicom_metadata.csv.gz`, used when present).
-        report_section: nlm `report` text: "findings", "impression" or "findings+impression".
+        report_section: nlm `report` text: "findings", "impression", "findings+impression" or
+            "impression+findings" (CoAtt §4.1).
         require_report: nlm: drop reports whose `report` text is empty.
         min_images: nlm: drop reports with fewer parentImage ids than this.
         images_required: nlm: True = keep reports with at least one image, every listed image must exist in
             `png_dir`; False = keep all reports, each with the images that exist (possibly none).
         skip_missing_images: drop studies with missing image files (and say how many) instead of failing.
         split_ratios: nlm without annotation_file: train/validation/test ratios of the hash split by uid.
+        split_counts: nlm without annotation_file: (validation, test) study counts drawn at random with
+            `split_seed`, the rest train (CoAtt §4.1: 500 / 500); replaces `split_ratios`.
+        split_seed: seed of the `split_counts` draw.
     """
 
     annotation_file: str | None = None
@@ -89,6 +94,8 @@ class IUXRayConfig(datasets.BuilderConfig):
     images_required: bool = True
     skip_missing_images: bool = False
     split_ratios: tuple[float, float, float] = DEFAULT_SPLIT_RATIOS
+    split_counts: tuple[int, int] | None = None
+    split_seed: int = 0
 
 
 def _text(element: ET.Element | None) -> str:
@@ -291,9 +298,26 @@ class IUXRay(datasets.GeneratorBasedBuilder):
         section = self.config.report_section
         if section not in _REPORT_SECTIONS:
             raise ValueError(f"report_section must be one of {_REPORT_SECTIONS}; got {section!r}.")
-        if section == "findings+impression":
-            return " ".join(t for t in (report["findings"], report["impression"]) if t)
+        if "+" in section:
+            return " ".join(report[part] for part in section.split("+") if report[part])
         return report[section]
+
+    def _counted_split(self, uids: list[int]) -> dict[int, str] | None:
+        """`split_counts` as {uid: split}: a seeded random draw of validation then test studies, the rest train."""
+        if self.config.split_counts is None:
+            return None
+        n_validation, n_test = (int(n) for n in self.config.split_counts)
+        if n_validation < 0 or n_test < 0 or n_validation + n_test >= len(uids):
+            raise ValueError(
+                f"split_counts={tuple(self.config.split_counts)} must be non-negative and leave training studies "
+                f"out of the {len(uids)} reports"
+            )
+        order = sorted(uids)
+        random.Random(self.config.split_seed).shuffle(order)
+        split = {uid: "train" for uid in order}
+        split.update({uid: "validation" for uid in order[:n_validation]})
+        split.update({uid: "test" for uid in order[n_validation : n_validation + n_test]})
+        return split
 
     def _nlm_studies(self) -> dict[str, list[dict]]:
         self._require_data_dir("NLMCXR_reports.tgz")
@@ -320,17 +344,22 @@ class IUXRay(datasets.GeneratorBasedBuilder):
                         raise ValueError(f"Annotation id {entry['id']!r} does not start with CXR<uid>.")
                     split_of[int(match.group(1))] = split
         studies: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
+        min_images = max(self.config.min_images, 1 if self.config.images_required else 0)
+        reports = []
         for report in read_nlm_archive(archive):
-            text = self._nlm_report_text(report)
-            if self.config.require_report and not text:
+            report["text"] = self._nlm_report_text(report)
+            if (self.config.require_report and not report["text"]) or len(report["image_ids"]) < min_images:
                 continue
-            min_images = max(self.config.min_images, 1 if self.config.images_required else 0)
-            if len(report["image_ids"]) < min_images:
+            if split_of is not None and report["uid"] not in split_of:
                 continue
+            reports.append(report)
+        counted_split = self._counted_split([r["uid"] for r in reports]) if split_of is None else None
+        for report in reports:
+            text = report.pop("text")
             if split_of is not None:
-                split = split_of.get(report["uid"])
-                if split is None:
-                    continue
+                split = split_of[report["uid"]]
+            elif counted_split is not None:
+                split = counted_split[report["uid"]]
             else:
                 split = deterministic_split(str(report["uid"]), self.config.split_ratios)
             paths = [png_dir / f"{i}.png" for i in report["image_ids"]] if png_dir is not None else []

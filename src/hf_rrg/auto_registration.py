@@ -13,8 +13,14 @@ from transformers import (
 
 from .hub.pipeline_registration import register_pipeline
 from .modeling import (
+    ASGKConfig,
+    ASGKForConditionalGeneration,
     CoAttConfig,
     CoAttForConditionalGeneration,
+    DCRRGConfig,
+    DCRRGForConditionalGeneration,
+    ITHNConfig,
+    ITHNForConditionalGeneration,
     R2GenCMNConfig,
     R2GenCMNForConditionalGeneration,
     R2GenConfig,
@@ -32,6 +38,9 @@ MODELS = {
     R2GenCMNConfig: R2GenCMNForConditionalGeneration,
     XProNetConfig: XProNetForConditionalGeneration,
     CoAttConfig: CoAttForConditionalGeneration,
+    DCRRGConfig: DCRRGForConditionalGeneration,
+    ASGKConfig: ASGKForConditionalGeneration,
+    ITHNConfig: ITHNForConditionalGeneration,
 }
 
 

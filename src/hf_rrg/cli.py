@@ -9,12 +9,16 @@ import sys
 # Each module defines `register(subparsers)`, adding its commands with `set_defaults(func=...)`.
 # Keep the modules light to import: heavy imports belong inside the command functions.
 _COMMAND_MODULES = (
+    "hf_rrg.coatt.commands",
     "hf_rrg.data.commands",
+    "hf_rrg.dcrrg.commands",
     "hf_rrg.hub.commands",
+    "hf_rrg.ithn.commands",
     "hf_rrg.labeling.commands",
     "hf_rrg.metrics.commands",
     "hf_rrg.training.commands",
     "hf_rrg.xpronet.commands",
+    "hf_rrg.asgk.commands",
 )
 
 

@@ -7,6 +7,23 @@
 torch.Size([])
 """
 
+from .modeling.ithn_losses import (
+    hardness_schedule,
+    image_similarity_loss,
+    ithn_clip_loss,
+    ithn_similarity_matrix,
+    project_onto_line,
+    synthesize_hard_negatives,
+)
 from .modeling.losses import pooled_normalized, xpronet_multilabel_contrastive_loss
 
-__all__ = ["pooled_normalized", "xpronet_multilabel_contrastive_loss"]
+__all__ = [
+    "hardness_schedule",
+    "image_similarity_loss",
+    "ithn_clip_loss",
+    "ithn_similarity_matrix",
+    "pooled_normalized",
+    "project_onto_line",
+    "synthesize_hard_negatives",
+    "xpronet_multilabel_contrastive_loss",
+]

@@ -48,11 +48,18 @@ DATASETS: dict[str, str] = {
     "mimic_cxr": "MIMIC-CXR",
     "demo": "hf-rrg demo set (chest X-rays with notes from the COVID-19 Image Data Collection)",
     "report_folder": "a local folder of images and reports",
+    "peir_gross": "PEIR Gross (pathology images with captions, a local copy)",
+    "cov_ctr": "COV-CTR (COVID-19 CT reports, a local copy)",
 }
 
 METHOD_TITLES: dict[str, str] = {
     "r2gen": "R2Gen (Memory-driven Transformer)",
     "r2gencmn": "R2GenCMN (Cross-modal Memory Networks)",
+    "xpronet": "XProNet (Cross-modal Prototype Driven Network)",
+    "coatt": "CoAtt (co-attention + hierarchical LSTM)",
+    "ithn": "ITHN (learning with increasingly hard negatives)",
+    "asgk": "ASGK (auxiliary signal-guided knowledge encoder-decoder)",
+    "dcrrg": "DCRRG (observation-level pre-training + P-Tuning v2)",
 }
 
 
@@ -148,6 +155,18 @@ def results_table(test: Mapping[str, float], validation: Mapping[str, float]) ->
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
+# (row label, config attributes shown as "a / b / ...") of the card's model details table.
+MODEL_DETAIL_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("visual backbone", ("visual_backbone",)),
+    ("d_model / d_ff / layers / heads", ("d_model", "d_ff", "num_layers", "num_heads")),
+    ("hidden / embedding size", ("hidden_size", "embedding_size")),
+    ("tags / semantic tags used", ("num_tags", "num_semantic_tags")),
+    ("max sentences / words per sentence", ("max_sentences", "max_words_per_sentence")),
+    ("vocabulary size", ("vocab_size",)),
+    ("views per study", ("max_views",)),
+    ("max report length (tokens)", ("max_seq_length",)),
+)
+
 
 def card_context(
     run: RunInfo,
@@ -166,17 +185,11 @@ def card_context(
         training = "```yaml\n" + run.training_config_text.strip() + "\n```"
     else:
         training = "_The training configuration was not recorded with this model._"
-    details = {
-        "architecture": type(config).__name__.replace("Config", ""),
-        "visual backbone": getattr(config, "visual_backbone", "?"),
-        "d_model / d_ff / layers / heads": "{} / {} / {} / {}".format(
-            *(getattr(config, name, "?") for name in ("d_model", "d_ff", "num_layers", "num_heads"))
-        ),
-        "vocabulary size": getattr(config, "vocab_size", "?"),
-        "views per study": getattr(config, "max_views", "?"),
-        "max report length (tokens)": getattr(config, "max_seq_length", "?"),
-        "beam size (generation_config.json)": getattr(generation_config, "num_beams", "?"),
-    }
+    details = {"architecture": type(config).__name__.replace("Config", "")}
+    for label, names in MODEL_DETAIL_FIELDS:  # only the rows this model's config has
+        if all(hasattr(config, name) for name in names):
+            details[label] = " / ".join(str(getattr(config, name)) for name in names)
+    details["beam size (generation_config.json)"] = getattr(generation_config, "num_beams", "?")
     details_table = "\n".join(["| | |", "|---|---|"] + [f"| {key} | {value} |" for key, value in details.items()])
     return {
         "recipe_details": recipe_details(run.metrics.get("recipe")),

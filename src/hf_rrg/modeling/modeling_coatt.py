@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import GenerationConfig, GenerationMixin, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_coatt import CoAttConfig
@@ -100,7 +100,7 @@ class CoAttOutput(ModelOutput):
     tag_loss: torch.Tensor | None = None
     stop_loss: torch.Tensor | None = None
     word_loss: torch.Tensor | None = None
-    attention_regularization: torch.Tensor | None = None
+    regularization_loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     stop_logits: torch.Tensor | None = None
     tag_logits: torch.Tensor | None = None
@@ -119,8 +119,8 @@ class CoAttVisualEncoder(nn.Module):
 
     def __init__(self, config: CoAttConfig) -> None:
         super().__init__()
-        self.extractor = VisualExtractor(config.visual_backbone)
-        backbone = self.extractor.backbone
+        self.visual_extractor = VisualExtractor(config.visual_backbone)
+        backbone = self.visual_extractor.backbone
         features = getattr(backbone, "features", None)
         self.uses_backbone_fc = (
             isinstance(features, nn.Sequential)
@@ -136,16 +136,16 @@ class CoAttVisualEncoder(nn.Module):
             self.region_pool = None
             size = config.mlc_hidden_size
             self.mlc_fc = nn.Sequential(
-                nn.Linear(self.extractor.num_features, size), nn.ReLU(), nn.Linear(size, size), nn.ReLU()
+                nn.Linear(self.visual_extractor.num_features, size), nn.ReLU(), nn.Linear(size, size), nn.ReLU()
             )
             self.fc_size = size
-        self.region_size = self.extractor.num_features
+        self.region_size = self.visual_extractor.num_features
         self.mlc_classifier = nn.Linear(self.fc_size, config.num_tags)
 
     def fc_feature(self, feature_map: torch.Tensor) -> torch.Tensor:
         """The MLC's hidden (fc7) feature of each view: (n, C, h, w) -> (n, F)."""
         if self.uses_backbone_fc:
-            return self.extractor.backbone.pre_logits(self.region_pool(feature_map)).mean(dim=(2, 3))
+            return self.visual_extractor.backbone.pre_logits(self.region_pool(feature_map)).mean(dim=(2, 3))
         return self.mlc_fc(feature_map.mean(dim=(2, 3)))
 
     def forward(
@@ -154,10 +154,10 @@ class CoAttVisualEncoder(nn.Module):
         """Returns regions (B, V*N, D), region mask (B, V*N), fc feature averaged over real views (B, F), tag logits (B, L)."""
         pixel_values, view_mask = checked_views(pixel_values, view_mask)
         batch, views = pixel_values.shape[:2]
-        feature_map = self.extractor.backbone.forward_features(pixel_values[view_mask])
+        feature_map = self.visual_extractor.backbone.forward_features(pixel_values[view_mask])
         if feature_map.dim() != 4:
             raise ValueError(
-                f"CoAtt needs a CNN backbone with a (n, C, h, w) feature map; {self.extractor.backbone_name!r} gave "
+                f"CoAtt needs a CNN backbone with a (n, C, h, w) feature map; {self.visual_extractor.backbone_name!r} gave "
                 f"shape {tuple(feature_map.shape)}."
             )
         regions = feature_map.flatten(2).transpose(1, 2)
@@ -277,7 +277,7 @@ class CoAttForConditionalGeneration(CoAttPreTrainedModel, GenerationMixin):
 
     def load_pretrained_backbone(self) -> None:
         """ImageNet weights for the CNN (regions and, for VGG, the MLC's fc6/fc7), as `config.visual_pretrained` asks."""
-        self.visual_encoder.extractor.load_pretrained_backbone()
+        self.visual_encoder.visual_extractor.load_pretrained_backbone()
 
     def _sentence_end_token_id(self) -> int:
         token = self.config.sentence_end_token_id
@@ -397,7 +397,7 @@ class CoAttForConditionalGeneration(CoAttPreTrainedModel, GenerationMixin):
             tag_loss=tag_loss,
             stop_loss=stop_loss,
             word_loss=word_loss,
-            attention_regularization=regularization,
+            regularization_loss=regularization,
             logits=logits,
             stop_logits=stop_logits,
             tag_logits=encoder_outputs.tag_logits,
@@ -414,24 +414,39 @@ class CoAttForConditionalGeneration(CoAttPreTrainedModel, GenerationMixin):
         max_words_per_sentence: int | None = None,
         stop_threshold: float | None = None,
         num_beams: int | None = None,
+        length_penalty: float | None = None,
+        max_length: int | None = None,
         do_sample: bool | None = None,
-        generation_config=None,
+        generation_config: GenerationConfig | None = None,
         **kwargs,
     ) -> torch.Tensor:
-        """Hierarchical greedy decoding: sentences until p(STOP) > threshold (Eq. 6) or `max_sentences`, words until
-        `.` / `<eos>` or `max_words_per_sentence` (an `<eos>` word also ends the report). Returns (batch, length)
-        ids `<bos> sentence .. sentence <eos>`, padded with `<pad>`. Beam search is not implemented (num_beams=1)."""
-        beams = num_beams if num_beams is not None else getattr(generation_config, "num_beams", None) or 1
-        if beams != 1 or do_sample:
-            raise ValueError(
-                f"CoAtt generate() decodes greedily; got num_beams={beams}, do_sample={do_sample}. Pass num_beams=1."
-            )
-        ignored = {"use_cache", "output_scores", "return_dict_in_generate", "attention_mask"}
+        """Hierarchical decoding: sentences until p(STOP) > threshold (Eq. 6) or `max_sentences`; the words of each
+        sentence by beam search over the word LSTM (`num_beams`, 1 = greedy) until `.` / `<eos>` or
+        `max_words_per_sentence` (an `<eos>` word also ends the report). The sentence LSTM reads only the
+        co-attention context, not the words, so a beam per sentence is exact hierarchical beam search: the best
+        sentence (log-probability / length**`length_penalty`) is kept and the next sentence starts from it.
+
+        Defaults come from `generation_config` (else `self.generation_config`): `num_beams`, `length_penalty`,
+        `max_length` (total tokens, `<bos>`/`<eos>` included; longer reports are cut and closed with `<eos>`).
+        Returns (batch, length) ids `<bos> sentence .. sentence <eos>`, padded with `<pad>`.
+        """
+        settings = generation_config if generation_config is not None else self.generation_config
+        beams = num_beams if num_beams is not None else getattr(settings, "num_beams", None) or 1
+        penalty = length_penalty if length_penalty is not None else getattr(settings, "length_penalty", None)
+        penalty = 1.0 if penalty is None else penalty
+        max_length = max_length if max_length is not None else getattr(settings, "max_length", None)
+        if do_sample or getattr(settings, "do_sample", False):
+            raise ValueError("CoAtt generate() decodes by beam search (num_beams=1: greedy); sampling is not supported.")
+        if beams < 1:
+            raise ValueError(f"num_beams must be at least 1, got {beams}")
+        if kwargs.get("no_repeat_ngram_size"):
+            raise ValueError("CoAtt generate() does not support no_repeat_ngram_size; leave it unset.")
+        ignored = {"use_cache", "output_scores", "return_dict_in_generate", "attention_mask", "no_repeat_ngram_size"}
         unknown = sorted(set(kwargs) - ignored)
         if unknown:
             raise ValueError(
                 f"CoAtt generate() does not accept {unknown}; it takes pixel_values, view_mask, max_sentences, "
-                "max_words_per_sentence, stop_threshold and num_beams=1."
+                "max_words_per_sentence, stop_threshold, num_beams, length_penalty and max_length."
             )
         if pixel_values is None:
             raise ValueError("Pass `pixel_values` to generate().")
@@ -439,43 +454,72 @@ class CoAttForConditionalGeneration(CoAttPreTrainedModel, GenerationMixin):
         max_sentences = max_sentences or config.max_sentences
         max_words = max_words_per_sentence or config.max_words_per_sentence
         threshold = config.stop_threshold if stop_threshold is None else stop_threshold
-        period, eos = self._sentence_end_token_id(), config.eos_token_id
+        eos = config.eos_token_id
         encoded = self.encode(pixel_values, view_mask)
         batch = encoded.regions.size(0)
-        device = encoded.regions.device
         state = self._initial_state(batch, encoded.regions)
-        finished = torch.zeros(batch, dtype=torch.bool, device=device)
-        report: list[torch.Tensor] = []  # (B,) tokens, pad where a row has nothing to add
-        banned = [config.pad_token_id, config.bos_token_id]
+        finished = torch.zeros(batch, dtype=torch.bool, device=encoded.regions.device)
+        sentences: list[torch.Tensor] = []  # (B, T) each, pad after the sentence's end and for finished rows
         for _ in range(max_sentences):
             state, topic, stop_logits, _, _ = self.sentence_step(encoded, state)
-            _, word_state = self.word_lstm(topic.unsqueeze(1))
-            token = torch.full((batch,), config.bos_token_id, dtype=torch.long, device=device)
-            sentence_done = finished.clone()
-            for _ in range(max_words):
-                output, word_state = self.word_lstm(self.word_embedding(token).unsqueeze(1), word_state)
-                logits = self.word_head(output[:, 0])
-                logits[:, banned] = torch.finfo(logits.dtype).min
-                token = logits.argmax(dim=-1)
-                report.append(token.masked_fill(sentence_done, config.pad_token_id))
-                finished |= (token == eos) & ~sentence_done
-                sentence_done |= (token == period) | (token == eos)
-                if sentence_done.all():
-                    break
+            words = self.decode_sentence(topic, max_words, beams, penalty)
+            sentences.append(words.masked_fill(finished.unsqueeze(1), config.pad_token_id))
+            finished |= (words == eos).any(dim=1)
             finished |= stop_logits.softmax(dim=-1)[:, 1] > threshold
             if finished.all():
                 break
-        return self._assemble(report, batch, device)
+        return self._assemble(sentences, batch, encoded.regions.device, max_length)
 
-    def _assemble(self, steps: list[torch.Tensor], batch: int, device: torch.device) -> torch.Tensor:
-        """Join the per-step tokens of every row (skipping pads) into `<bos> ... <eos>` rows padded with `<pad>`."""
+    def decode_sentence(self, topic: torch.Tensor, max_words: int, num_beams: int = 1, length_penalty: float = 1.0) -> torch.Tensor:
+        """The words of one sentence from its topic (§3.5): the word LSTM reads t^(s), then `<bos>`, then its own
+        words; beam search of width `num_beams` (1 = greedy). A hypothesis ends at `.` or `<eos>` (kept) or after
+        `max_words` tokens. Returns the best hypothesis per row, (batch, T) padded with `<pad>`."""
         config = self.config
-        tokens = torch.stack(steps, dim=1).tolist() if steps else [[] for _ in range(batch)]
+        batch, device = topic.size(0), topic.device
+        ends = torch.tensor([self._sentence_end_token_id(), config.eos_token_id], device=device)
+        _, (h, c) = self.word_lstm(topic.unsqueeze(1))
+        h, c = h.repeat_interleave(num_beams, dim=1), c.repeat_interleave(num_beams, dim=1)
+        scores = topic.new_full((batch, num_beams), float("-inf"), dtype=torch.float32)
+        scores[:, 0] = 0.0  # one live hypothesis per row at the start (the others are copies)
+        tokens = torch.full((batch * num_beams, 1), config.bos_token_id, dtype=torch.long, device=device)
+        done = torch.zeros(batch * num_beams, dtype=torch.bool, device=device)
+        rows = torch.arange(batch, device=device).unsqueeze(1) * num_beams
+        for _ in range(max_words):
+            output, (h, c) = self.word_lstm(self.word_embedding(tokens[:, -1:]), (h, c))
+            log_probs = self.word_head(output[:, 0]).float().log_softmax(dim=-1)
+            log_probs[:, [config.pad_token_id, config.bos_token_id]] = float("-inf")
+            # A finished hypothesis can only be continued by <pad>, at no cost.
+            log_probs[done] = float("-inf")
+            log_probs[done, config.pad_token_id] = 0.0
+            candidates = (scores.unsqueeze(-1) + log_probs.view(batch, num_beams, -1)).flatten(1)
+            scores, flat = candidates.topk(num_beams, dim=-1)
+            vocab = log_probs.size(-1)
+            origin = (rows + torch.div(flat, vocab, rounding_mode="floor")).flatten()
+            token = (flat % vocab).flatten()
+            h, c, done, tokens = h[:, origin], c[:, origin], done[origin], tokens[origin]
+            tokens = torch.cat([tokens, token.unsqueeze(1)], dim=1)
+            done = done | torch.isin(token, ends)
+            if done.all():
+                break
+        words = tokens[:, 1:]
+        lengths = (words != config.pad_token_id).sum(dim=1).clamp_min(1).view(batch, num_beams).float()
+        best = (scores / lengths**length_penalty).argmax(dim=-1)
+        return words.view(batch, num_beams, -1)[torch.arange(batch, device=device), best]
+
+    def _assemble(
+        self, sentences: list[torch.Tensor], batch: int, device: torch.device, max_length: int | None = None
+    ) -> torch.Tensor:
+        """Join the sentences of every row (skipping pads, stopping at `<eos>`) into `<bos> ... <eos>` rows padded
+        with `<pad>`, at most `max_length` tokens long."""
+        config = self.config
+        tokens = torch.cat(sentences, dim=1).tolist() if sentences else [[] for _ in range(batch)]
         rows = []
         for row in tokens:
             words = [t for t in row if t != config.pad_token_id]
             if config.eos_token_id in words:
                 words = words[: words.index(config.eos_token_id)]
+            if max_length is not None:
+                words = words[: max(max_length - 2, 0)]
             rows.append([config.bos_token_id, *words, config.eos_token_id])
         output = torch.full((batch, max(len(r) for r in rows)), config.pad_token_id, dtype=torch.long, device=device)
         for b, row in enumerate(rows):

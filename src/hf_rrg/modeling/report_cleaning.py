@@ -8,6 +8,7 @@ Presets:
   official code), reproduced *exactly*, quirks included, because every published IU X-Ray / MIMIC-CXR number in
   R2Gen, R2GenCMN, XProNet and ITHN was computed on its output.
 - `basic`: a clean, documented cleaner without those quirks, for new datasets.
+- `alphabetic`: `basic`, then only alphabetic words are kept (CoAtt §4.1: "dropping ... non-alphabetic tokens").
 - `chinese_char`: character-level tokens for Chinese reports (CX-CHR, COV-CTR); Latin/number runs stay whole.
 """
 
@@ -83,6 +84,14 @@ def clean_basic(text: str) -> str:
     return " . ".join(sentences) + " ." if sentences else ""
 
 
+def clean_alphabetic(text: str) -> str:
+    """`clean_basic`, then words with any non-letter character ('1.5', 'x-ray', "patient's", 't12') are dropped,
+    as CoAtt preprocesses IU X-Ray (§4.1); sentences left without a word are dropped too."""
+    sentences = [" ".join(w for w in part.split() if w.isalpha()) for part in clean_basic(text).split(" .")]
+    sentences = [sentence for sentence in sentences if sentence]
+    return " . ".join(sentences) + " ." if sentences else ""
+
+
 _LATIN_RUN_OR_CHAR = re.compile(r"[a-z0-9]+(?:\.[0-9]+)*|\S")
 
 
@@ -111,6 +120,7 @@ CLEANERS: dict[str, ReportCleaner] = {
             "r2gen_mimic_cxr", 1, clean_r2gen_mimic_cxr, "R2Gen's MIMIC-CXR cleaning, exact (min count 10)."
         ),
         ReportCleaner("basic", 1, clean_basic, "Quirk-free English cleaning for new datasets."),
+        ReportCleaner("alphabetic", 1, clean_alphabetic, "`basic` keeping only alphabetic words (CoAtt)."),
         ReportCleaner("chinese_char", 1, clean_chinese_char, "Character-level Chinese (CX-CHR, COV-CTR)."),
     )
 }

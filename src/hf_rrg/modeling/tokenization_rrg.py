@@ -41,6 +41,7 @@ class RRGTokenizer(PreTrainedTokenizerFast):
         cleaner_version: the preset version the vocabulary was built with; loading fails clearly when this
             hf-rrg implements a different version (the tokens, hence the model's inputs, would differ).
         min_count: the minimum corpus count the vocabulary was built with (kept for the record).
+        max_words: the cap on the number of words it was built with, if any (kept for the record).
     """
 
     vocab_files_names = {"tokenizer_file": "tokenizer.json"}
@@ -52,6 +53,7 @@ class RRGTokenizer(PreTrainedTokenizerFast):
         cleaner: str = "basic",
         cleaner_version: int | None = None,
         min_count: int | None = None,
+        max_words: int | None = None,
         add_bos_token: bool = True,
         add_eos_token: bool = True,
         clean_up_tokenization_spaces: bool = False,
@@ -72,10 +74,12 @@ class RRGTokenizer(PreTrainedTokenizerFast):
         self.cleaner = cleaner
         self.cleaner_version = preset.version
         self.min_count = min_count
+        self.max_words = max_words
         super().__init__(
             cleaner=cleaner,
             cleaner_version=preset.version,
             min_count=min_count,
+            max_words=max_words,
             add_bos_token=add_bos_token,
             add_eos_token=add_eos_token,
             clean_up_tokenization_spaces=clean_up_tokenization_spaces,
@@ -88,12 +92,16 @@ class RRGTokenizer(PreTrainedTokenizerFast):
         reports: Iterable[str],
         cleaner: str = "basic",
         min_count: int = 3,
+        max_words: int | None = None,
         **kwargs,
     ) -> RRGTokenizer:
         """Build the vocabulary from training reports: every cleaned token seen at least `min_count` times
-        (3 for IU X-Ray, 10 for MIMIC-CXR by convention), sorted, after the 4 special tokens (ids 0-3)."""
+        (3 for IU X-Ray, 10 for MIMIC-CXR by convention), sorted, after the 4 special tokens (ids 0-3).
+        `max_words` keeps only the most frequent words (ties broken alphabetically; CoAtt: the top 1,000)."""
         if min_count < 1:
             raise ValueError(f"min_count must be >= 1, got {min_count}")
+        if max_words is not None and max_words < 1:
+            raise ValueError(f"max_words must be >= 1 or None, got {max_words}")
         counts: Counter[str] = Counter()
         n_reports = 0
         for report in reports:
@@ -102,9 +110,12 @@ class RRGTokenizer(PreTrainedTokenizerFast):
         if n_reports == 0:
             raise ValueError("Cannot build a vocabulary from an empty list of reports.")
         specials = list(SPECIAL_TOKENS.values())
-        words = sorted(word for word, count in counts.items() if count >= min_count and word not in specials)
+        kept = [(word, count) for word, count in counts.items() if count >= min_count and word not in specials]
+        if max_words is not None:
+            kept = sorted(kept, key=lambda item: (-item[1], item[0]))[:max_words]
+        words = sorted(word for word, _ in kept)
         vocab = {token: index for index, token in enumerate(specials + words)}
-        return cls(vocab=vocab, cleaner=cleaner, min_count=min_count, **kwargs)
+        return cls(vocab=vocab, cleaner=cleaner, min_count=min_count, max_words=max_words, **kwargs)
 
     def clean(self, text: str) -> str:
         """The report as this tokenizer sees it: cleaned by its preset, tokens joined by single spaces."""

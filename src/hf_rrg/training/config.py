@@ -52,10 +52,12 @@ class TokenizerConfig:
     Attributes:
         cleaner: report cleaning preset (`r2gen_iu_xray`, `r2gen_mimic_cxr`, `basic`, `chinese_char`).
         min_count: keep words seen at least this often (R2Gen: 3 for IU X-Ray, 10 for MIMIC-CXR).
+        max_words: keep at most this many words, the most frequent (CoAtt: 1,000); null = no cap.
     """
 
     cleaner: str = "basic"
     min_count: int = 3
+    max_words: int | None = None
 
 
 @dataclass
@@ -336,6 +338,8 @@ def validate_config(config: TrainingConfig) -> None:
         )
     if config.tokenizer.min_count < 1:
         raise ConfigError(f"tokenizer.min_count must be >= 1, got {config.tokenizer.min_count}")
+    if config.tokenizer.max_words is not None and config.tokenizer.max_words < 1:
+        raise ConfigError(f"tokenizer.max_words must be >= 1 or null, got {config.tokenizer.max_words}")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

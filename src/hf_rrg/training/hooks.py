@@ -33,6 +33,8 @@ class FitHooks:
             run resumes from a checkpoint (the checkpoint holds the weights).
         metadata: JSON-serialisable facts about the run written to `metrics.json["recipe"]` (e.g. which labels
             evaluation used).
+        on_epoch_start: called as `(unwrapped_model, epoch)` (epoch counted from 0) before each training epoch's
+            batches are drawn, also after a resume (e.g. ITHN's hardness schedule reads the epoch).
     """
 
     columns: tuple[str, ...] = ()
@@ -40,6 +42,7 @@ class FitHooks:
     eval_fields: BatchHook | None = None
     prepare_model: Callable[[Any], None] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    on_epoch_start: Callable[[Any, int], None] | None = None
 
 
 __all__ = ["BatchHook", "FitHooks"]

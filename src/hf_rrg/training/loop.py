@@ -175,7 +175,10 @@ def prepare_tokenizer(config: TrainingConfig, run_dir: Path, train_reports: list
     folder = run_dir / TOKENIZER_DIR
     if accelerator.is_main_process and not (folder / "tokenizer.json").is_file():
         tokenizer = RRGTokenizer.from_reports(
-            train_reports, cleaner=config.tokenizer.cleaner, min_count=config.tokenizer.min_count
+            train_reports,
+            cleaner=config.tokenizer.cleaner,
+            min_count=config.tokenizer.min_count,
+            max_words=config.tokenizer.max_words,
         )
         tmp = run_dir / f".tmp_{TOKENIZER_DIR}"
         if tmp.exists():
@@ -211,6 +214,8 @@ def build_model(config: TrainingConfig, tokenizer: Any, image_processor: Any, lo
         model_config = AutoConfig.for_model(config.method, **kwargs)
     except ValueError as error:
         raise ValueError(f"method {config.method!r} is not a registered hf-rrg model type: {error}") from None
+    if hasattr(model_config, "sentence_end_token_id") and model_config.sentence_end_token_id is None:
+        model_config.sentence_end_token_id = sentence_end_token_id(tokenizer)  # hierarchical decoders (CoAtt)
     model = AutoModelForImageTextToText.from_config(model_config)
     generation = model.generation_config
     for key, value in config.generation.as_kwargs().items():  # exported with the model: it decodes as evaluated
@@ -220,6 +225,17 @@ def build_model(config: TrainingConfig, tokenizer: Any, image_processor: Any, lo
     if load_backbone and getattr(model_config, "visual_pretrained", False):
         model.load_pretrained_backbone()
     return model
+
+
+def sentence_end_token_id(tokenizer: Any) -> int:
+    """Id of the `.` token that ends a sentence; an error when the vocabulary has none."""
+    token = tokenizer.convert_tokens_to_ids(".")
+    if token is None or token == tokenizer.unk_token_id:
+        raise ValueError(
+            "the report vocabulary has no `.` token, but this model splits reports into sentences at it; use a "
+            "cleaner that keeps `.` between sentences (r2gen_iu_xray, basic, alphabetic)"
+        )
+    return int(token)
 
 
 class _JsonlLog:
@@ -340,7 +356,7 @@ def fit(
     model = build_model(config, tokenizer, image_processor, load_backbone=checkpoint is None)
     if checkpoint is None and hooks.prepare_model is not None:
         hooks.prepare_model(model)
-    max_length = model.config.max_seq_length
+    max_length = getattr(model.config, "max_seq_length", None)  # None: the model bounds its own targets (CoAtt)
 
     train_set = IndexedStudies(splits["train"], extra_columns=hooks.columns)
     sampler = EpochPermutationSampler(len(train_set), loop.seed)
@@ -402,6 +418,8 @@ def fit(
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
         train_collator.epoch = epoch
+        if hooks.on_epoch_start is not None:
+            hooks.on_epoch_start(accelerator.unwrap_model(model), epoch)
         model.train()
         sums: dict[str, float] = {}
         batches = 0

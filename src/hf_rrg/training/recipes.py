@@ -144,6 +144,10 @@ RECIPES: dict[str, Callable[[], Recipe]] = {
     "r2gen": lambda: single_stage_recipe("r2gen"),
     "r2gencmn": lambda: single_stage_recipe("r2gencmn"),
     "xpronet": _lazy_recipe("hf_rrg.xpronet.recipe", "xpronet_recipe"),
+    "asgk": _lazy_recipe("hf_rrg.asgk.recipe", "asgk_recipe"),
+    "dcrrg": _lazy_recipe("hf_rrg.dcrrg.recipe", "dcrrg_recipe"),
+    "ithn": _lazy_recipe("hf_rrg.ithn.recipe", "ithn_recipe"),
+    "coatt": _lazy_recipe("hf_rrg.coatt.recipe", "coatt_recipe"),
 }
 
 

@@ -1,0 +1,151 @@
+"""`hf-rrg dcrrg inspect | retrieval`: DCRRG's intermediate outputs (the paper's Table 7) and DCCLIP's retrieval
+and AUROC evaluation (§4.4.2-4.4.3, Tables 2 and 6)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `dcrrg` command group to the `hf-rrg` parser."""
+    group = subparsers.add_parser("dcrrg", help="DCRRG: per-observation inspection, DCCLIP retrieval / AUROC")
+    commands = group.add_subparsers(dest="dcrrg_command", metavar="COMMAND")
+    inspect = commands.add_parser(
+        "inspect",
+        help="per-observation probability and generated description of an image (Table 7)",
+        description="Run a DCRRG model on one study: each observation's probability from the step-1 image heads, "
+        "its generated description (step 3, description mode) and the full report.",
+    )
+    inspect.add_argument("images", nargs="+", help="image file(s) of one study (PNG, JPEG, DICOM)")
+    inspect.add_argument("--model", required=True, type=Path, help="a DCRRG model folder (e.g. RUN_DIR/model)")
+    inspect.add_argument("--describe-model", type=Path, default=None,
+                         help="model for the descriptions (default --model; use RUN_DIR/describe/model for the "
+                         "step-3 decoder when --model is the step-4 model)")  # fmt: skip
+    inspect.add_argument("--num-beams", type=int, default=3, help="beam size (Appendix A: 3)")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    inspect.set_defaults(func=run_inspect)
+
+    retrieval = commands.add_parser(
+        "retrieval",
+        help="image->text Precision@{1,2,5,10} on a 5xN set and per-observation AUROC of the step-1 heads",
+        description="Build a CheXpert-5x200-style set from a labelled dataset split (samples positive for exactly "
+        "one of five observations), rank its reports for each image by DCCLIP similarity and report Precision@K; "
+        "also the AUROC of each observation's image head over the whole split.",
+    )
+    retrieval.add_argument("dataset", help="builder name (demo, iu_xray, mimic_cxr, ...)")
+    retrieval.add_argument("--model", required=True, type=Path, help="a DCRRG model folder")
+    retrieval.add_argument("--data-dir", default=None, help="folder holding the source data")
+    retrieval.add_argument("--split", default="test")
+    retrieval.add_argument("--per-class", type=int, default=200, help="images per class (the paper: 200)")
+    retrieval.add_argument("--batch-size", type=int, default=16)
+    retrieval.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    retrieval.set_defaults(func=run_retrieval)
+    group.set_defaults(func=lambda args: group.print_help() or 2)
+
+
+def _load_model(folder: Path) -> Any:
+    from ..modeling.modeling_dcrrg import DCRRGForConditionalGeneration
+
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a saved DCRRG model folder (no config.json)")
+    return DCRRGForConditionalGeneration.from_pretrained(str(folder)).eval()
+
+
+def _load(folder: Path) -> tuple[Any, Any]:
+    from ..modeling.processing_rrg import RRGProcessor
+
+    return _load_model(folder), RRGProcessor.from_pretrained(str(folder))
+
+
+def inspect_study(model: Any, processor: Any, images: list[Any], describe_model: Any = None,
+                  num_beams: int = 3) -> dict[str, Any]:  # fmt: skip
+    """{"observations": [{"observation", "probability", "description"}...], "report": ...} for one study."""
+    import torch
+
+    describe_model = describe_model or model
+    inputs = processor(images=[images])
+    names = model.config.observation_names
+    with torch.no_grad():
+        probabilities = model.observation_probabilities(**inputs)[0].tolist()
+        repeated = {key: value.expand(len(names), *value.shape[1:]) for key, value in inputs.items()}
+        prompts = torch.arange(len(names)).unsqueeze(1)
+        descriptions = describe_model.generate(**repeated, observation_ids=prompts, num_beams=num_beams,
+                                               max_length=describe_model.config.description_max_length)  # fmt: skip
+        report = model.generate(**inputs, num_beams=num_beams)
+    texts = processor.batch_decode(descriptions, skip_special_tokens=True)
+    return {
+        "observations": [{"observation": n, "probability": round(p, 4), "description": t}
+                         for n, p, t in zip(names, probabilities, texts)],  # fmt: skip
+        "report": processor.batch_decode(report, skip_special_tokens=True)[0],
+    }
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    model, processor = _load(args.model)
+    describe = _load_model(args.describe_model) if args.describe_model else None
+    result = inspect_study(model, processor, [str(p) for p in args.images], describe, args.num_beams)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    width = max(len(row["observation"]) for row in result["observations"])
+    print(f"{'Observation':<{width}}  Probability  Observation description")
+    for row in result["observations"]:
+        print(f"{row['observation']:<{width}}  {row['probability']:>11.2f}  {row['description']}")
+    print(f"\nReport: {result['report']}")
+    return 0
+
+
+def retrieval_scores(model: Any, processor: Any, split: Any, per_class: int = 200, batch_size: int = 16,
+                     progress: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Precision@{1,2,5,10} (image->text, 5xN set) and per-observation AUROC of the image heads on `split`."""
+    import torch
+
+    from .observations import label_reports, label_tensor
+    from .retrieval import FIVE_OBSERVATIONS, five_by_n_set, observation_auroc, precision_at_k
+
+    names = model.config.observation_names
+    reports = list(split["report"])
+    labels = label_tensor(label_reports(reports, names, progress=progress))
+    dcclip, zero = model.dcclip, model.config.num_observations
+    probabilities, image_embeds, text_embeds = [], [], []
+    with torch.no_grad():
+        for start in range(0, len(reports), batch_size):
+            rows = list(range(start, min(start + batch_size, len(reports))))
+            inputs = processor(images=[[im.convert("RGB") for im in split[r]["images"]] for r in rows])
+            probabilities.append(model.observation_probabilities(**inputs))
+            v = dcclip.encode_image(**inputs)
+            image_embeds.append(dcclip.project_image(v, torch.full((len(rows), 1), zero))[:, 0])
+            text = processor.tokenizer([reports[r] for r in rows], padding=True, truncation=True, max_length=128,
+                                       return_tensors="pt")  # fmt: skip
+            t = dcclip.encode_text(text["input_ids"], text["attention_mask"])
+            text_embeds.append(dcclip.project_text(t, torch.full((len(rows), 1), zero))[:, 0])
+    chosen, classes = five_by_n_set(labels, names, per_class=per_class)
+    result: dict[str, Any] = {"auroc": observation_auroc(torch.cat(probabilities), labels, names),
+                              "five_by_n": {"classes": list(FIVE_OBSERVATIONS), "size": len(chosen)}}  # fmt: skip
+    if chosen:
+        index = torch.tensor(chosen)
+        result["precision"] = precision_at_k(torch.cat(image_embeds)[index], torch.cat(text_embeds)[index],
+                                             classes, classes)  # fmt: skip
+    return result
+
+
+def run_retrieval(args: argparse.Namespace) -> int:
+    from ..data import load_builder
+
+    model, processor = _load(args.model)
+    dataset = load_builder(args.dataset, args.data_dir)
+    if args.split not in dataset:
+        raise ValueError(f"dataset {args.dataset!r} has no split {args.split!r}; its splits are {list(dataset)}")
+    result = retrieval_scores(model, processor, dataset[args.split], args.per_class, args.batch_size)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+    return 0
+
+
+__all__ = ["inspect_study", "register", "retrieval_scores", "run_inspect", "run_retrieval"]

@@ -1,0 +1,331 @@
+"""ASGK's parts against the paper: focal loss (Eq. 10-11) by hand, the heat-map region (Eq. 9, threshold, largest
+connected component, box -> pixels -> crop) on hand-made maps, the tag graph (Eq. 1-2: node values, normalised
+edges), the tied GPT-style decoder (Eq. 6-8), the loss terms, generation with/without cache, textbook mode,
+save/load, config checks, and the GloVe objective by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForImageTextToText
+
+import hf_rrg  # noqa: F401
+from hf_rrg.asgk.glove import cooccurrences, glove_loss, read_glove_text, train_glove, write_glove_text
+from hf_rrg.asgk.tags import labeler_tag_row, match_tags, mesh_head_terms, read_tag_file
+from hf_rrg.asgk.textbook import split_textbook_sentences
+from hf_rrg.modeling.asgk_losses import focal_loss, tag_bce
+from hf_rrg.modeling.asgk_visual import (
+    box_to_pixels,
+    component_box,
+    crop_regions,
+    heat_map,
+    largest_component,
+    region_boxes,
+)
+from hf_rrg.modeling.configuration_asgk import ASGK_LABELER_TAGS, OFFICIAL_HEATMAP_THRESHOLD, ASGKConfig
+from hf_rrg.modeling.modeling_asgk import ASGKForConditionalGeneration
+
+TINY = dict(
+    vocab_size=40, visual_backbone="test_resnet", region_size=48, d_model=32, d_ff=64, num_heads=4, graph_num_heads=4,
+    num_layers=2, max_seq_length=12, textbook_max_length=20, max_position_embeddings=32,
+)  # fmt: skip
+
+
+def tiny_model(**overrides) -> ASGKForConditionalGeneration:
+    torch.manual_seed(0)
+    return ASGKForConditionalGeneration(ASGKConfig(**{**TINY, **overrides})).eval()
+
+
+@pytest.fixture(scope="module")
+def pixels() -> dict:
+    torch.manual_seed(1)
+    return {"pixel_values": torch.randn(2, 1, 3, 96, 96)}
+
+
+# ------------------------------------------------------------------------------------------- Eq. 10-11
+
+
+def hand_focal(logits: list[float], labels: list[int], alpha: float, gamma: float) -> float:
+    total = 0.0
+    for z, y in zip(logits, labels):
+        p = 1.0 / (1.0 + math.exp(-z))
+        p_star = p if y == 1 else 1.0 - p  # Eq. 10
+        total += -alpha * (1.0 - p_star) ** gamma * math.log(p_star)  # Eq. 11
+    return total
+
+
+def test_focal_loss_equals_eq_10_11_by_hand() -> None:
+    logits = [2.0, -1.0, 0.3, -3.0, 0.0, 4.5]
+    labels = [1, 1, 0, 0, 1, 0]
+    for alpha, gamma in ((0.25, 2.0), (0.5, 0.0), (0.7, 1.5)):
+        expected = hand_focal(logits, labels, alpha, gamma)
+        got = focal_loss(torch.tensor(logits), torch.tensor(labels), alpha=alpha, gamma=gamma, reduction="sum")
+        assert got.item() == pytest.approx(expected, rel=1e-5)
+        mean = focal_loss(torch.tensor(logits), torch.tensor(labels), alpha=alpha, gamma=gamma)
+        assert mean.item() == pytest.approx(expected / len(logits), rel=1e-5)
+    # γ = 2 down-weights the easy examples: an easy positive (p = 0.99) costs far less than under BCE
+    easy = focal_loss(torch.tensor([4.6]), torch.tensor([1]), alpha=1.0, gamma=2.0)
+    assert easy.item() < 1e-3 * F.binary_cross_entropy_with_logits(torch.tensor([4.6]), torch.tensor([1.0])).item()
+
+
+def test_focal_loss_at_gamma_0_alpha_half_is_half_the_bce() -> None:
+    torch.manual_seed(0)
+    logits, labels = torch.randn(5, 7) * 3, torch.randint(0, 2, (5, 7))
+    bce = F.binary_cross_entropy_with_logits(logits, labels.float())
+    torch.testing.assert_close(focal_loss(logits, labels, alpha=0.5, gamma=0.0), bce / 2)
+    torch.testing.assert_close(focal_loss(logits, labels, alpha=1.0, gamma=0.0), bce)
+    big = focal_loss(torch.tensor([200.0, -200.0]), torch.tensor([0, 1]), alpha=0.25, gamma=2.0, reduction="none")
+    torch.testing.assert_close(big, torch.tensor([50.0, 50.0]))  # log p* from log-sigmoid: no overflow
+    with pytest.raises(ValueError, match="same shape"):
+        focal_loss(logits, labels[:, :3])
+    probabilities = torch.sigmoid(logits)
+    torch.testing.assert_close(tag_bce(probabilities, labels), bce, rtol=1e-4, atol=1e-5)  # Eq. 4
+
+
+# ------------------------------------------------------------------------------------------- Eq. 9, region
+
+
+def test_heat_map_is_eq_9_normalised_or_the_official_channel_sum() -> None:
+    features = torch.zeros(1, 3, 2, 2)
+    features[0, 0] = torch.tensor([[1.0, -5.0], [2.0, 0.0]])
+    features[0, 1] = torch.tensor([[3.0, 1.0], [-1.0, 0.0]])
+    # max_k |f^k| = [[3, 5], [2, 0]] -> / 5
+    torch.testing.assert_close(heat_map(features, "max_abs")[0], torch.tensor([[0.6, 1.0], [0.4, 0.0]]))
+    # channel sums [[4, -4], [1, 0]] -> (x + 4) / 8
+    torch.testing.assert_close(heat_map(features, "official")[0], torch.tensor([[1.0, 0.0], [0.625, 0.5]]))
+    assert torch.equal(heat_map(torch.ones(1, 2, 3, 3))[0], torch.ones(3, 3))  # constant: whole image
+    assert ASGKConfig(**TINY).effective_heatmap_threshold == 0.7
+    assert ASGKConfig(**TINY, heatmap_mode="official").effective_heatmap_threshold == OFFICIAL_HEATMAP_THRESHOLD
+
+
+def test_the_region_is_the_largest_connected_component_above_tau() -> None:
+    heat = torch.tensor(
+        [
+            [0.9, 0.8, 0.0, 0.0, 0.0, 0.0, 0.0],
+            [0.8, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.75, 0.72, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.71, 0.8, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 0.0, 0.0, 0.95, 0.0],  # touches the block diagonally only
+            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            [1.0, 0.69, 0.0, 0.0, 0.0, 0.0, 0.0],  # 0.69 < τ
+        ]
+    )
+    four = largest_component(heat >= 0.7, heat, connectivity=4)
+    expected = torch.zeros(7, 7, dtype=torch.bool)
+    expected[2:4, 3:5] = True  # the 2 x 2 block (4 cells) beats the 3-cell corner
+    assert torch.equal(four, expected)
+    eight = largest_component(heat >= 0.7, heat, connectivity=8)
+    expected[4, 5] = True  # 8-connected: the diagonal neighbour joins
+    assert torch.equal(eight, expected)
+    assert component_box(eight) == (2, 5, 3, 6)
+    tie = torch.tensor([[0.8, 0.0, 0.9]])
+    assert torch.equal(largest_component(tie >= 0.7, tie), torch.tensor([[False, False, True]]))  # hotter wins
+
+
+def test_the_crop_box_maps_grid_cells_to_the_right_pixels() -> None:
+    assert box_to_pixels((2, 5, 3, 6), (7, 7), (224, 224)) == (64, 160, 96, 192)  # 32 px per cell
+    assert box_to_pixels((0, 1, 1, 2), (3, 3), (10, 10)) == (0, 4, 3, 7)  # whole cells: floor / ceil
+    heat = torch.zeros(1, 7, 7)
+    heat[0, 2:4, 3:5] = 1.0
+    boxes, masks = region_boxes(heat, 0.7, (224, 224))
+    assert boxes.tolist() == [[64, 128, 96, 160]] and int(masks.sum()) == 4
+    image = torch.arange(3 * 224 * 224, dtype=torch.float32).view(1, 3, 224, 224)
+    crop = crop_regions(image, boxes, 64)  # 64 x 64 region -> 64 x 64: exactly the pixels of the box
+    assert torch.equal(crop[0], image[0, :, 64:128, 96:160])
+    resized = crop_regions(image, torch.tensor([[0, 112, 0, 112]]), 224)
+    assert resized.shape == (1, 3, 224, 224)
+
+
+def test_the_model_crops_the_region_of_its_own_heat_map(pixels) -> None:
+    model = tiny_model()
+    out = model.predict_tags(**pixels)
+    maps = model.visual_extractor.feature_maps(pixels["pixel_values"][:, 0])
+    torch.testing.assert_close(out.heat_maps[:, 0], heat_map(maps, "max_abs"))
+    for b in range(2):
+        mask = largest_component(out.heat_maps[b, 0] >= 0.7, out.heat_maps[b, 0])
+        assert torch.equal(out.region_masks[b, 0], mask)
+        assert tuple(out.region_boxes[b, 0].tolist()) == box_to_pixels(component_box(mask), mask.shape, (96, 96))
+
+
+# ------------------------------------------------------------------------------------------- Eq. 1-4, 6-8
+
+
+def test_graph_node_values_are_eq_1_and_edge_weights_are_normalised(pixels) -> None:
+    model = tiny_model()
+    out = model.predict_tags(**pixels)
+    graph = model.encoder.graph
+    f = out.pooled_features
+    torch.testing.assert_close(out.node_values, torch.sigmoid(graph.tag_projection(f)))  # Eq. 1
+    assert out.edge_weights.shape == (2, 28, 28) and (out.edge_weights >= 0).all()
+    torch.testing.assert_close(out.edge_weights.sum(-1), torch.ones(2, 28))  # Eq. 2: Norm = softmax over j
+    nodes = out.node_values.unsqueeze(-1) * graph.node_embeddings  # "W_v v_i" = v_i · u_i
+    scores = nodes @ nodes.transpose(1, 2) / math.sqrt(nodes.size(-1))
+    torch.testing.assert_close(out.edge_weights, torch.softmax(scores, -1))
+    # the fusion f_f = f_g + f_l feeds the graph
+    visual = model.visual_extractor(pixels["pixel_values"])
+    torch.testing.assert_close(f, visual.global_features + visual.local_features)
+    product = tiny_model(fusion="product").visual_extractor(pixels["pixel_values"])
+    torch.testing.assert_close(product.fused_features, product.global_features * product.local_features)
+
+
+def test_decoder_is_tied_gpt_style_and_the_loss_sums_its_terms(pixels) -> None:
+    model = tiny_model()
+    ids = torch.tensor([[1, 5, 6, 7], [1, 8, 9, 2]])
+    labels = torch.tensor([[5, 6, 7, 2], [8, 9, 2, -100]])
+    tags = torch.zeros(2, 28)
+    tags[0, 3], tags[1, 10] = 1, 1
+    out = model(**pixels, decoder_input_ids=ids, labels=labels, tag_labels=tags)
+    enc = model.predict_tags(**pixels)
+    hidden = model.decoder(ids, enc.last_hidden_state, enc.attention_mask)
+    torch.testing.assert_close(out.logits, hidden @ model.decoder.embed_tokens.weight.T)  # Eq. 8, tied
+    assert not any("lm_head" in name for name, _ in model.named_parameters())
+    h0 = model.decoder.embed_tokens(ids) + model.decoder.embed_positions(torch.arange(4))  # Eq. 6 (dropout off)
+    torch.testing.assert_close(model.decoder.embed(ids), h0)
+    ce = F.cross_entropy(out.logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    graph = F.binary_cross_entropy(enc.node_values, tags)
+    visual = sum(focal_loss(x, tags) for x in (enc.global_logits, enc.local_logits, enc.fusion_logits))
+    torch.testing.assert_close(out.ce_loss, ce)
+    torch.testing.assert_close(out.graph_tag_loss, graph, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(out.visual_tag_loss, visual)
+    torch.testing.assert_close(out.loss, ce + graph + visual, rtol=1e-4, atol=1e-6)
+    bce_model = tiny_model(tag_loss="bce")
+    bce_out = bce_model(**pixels, decoder_input_ids=ids, labels=labels, tag_labels=tags)
+    enc_b = bce_model.predict_tags(**pixels)
+    expected = sum(F.binary_cross_entropy_with_logits(x, tags) for x in (enc_b.global_logits, enc_b.local_logits,
+                                                                           enc_b.fusion_logits))  # fmt: skip
+    torch.testing.assert_close(bce_out.visual_tag_loss, expected)
+    out.loss.backward()
+    local = model.encoder.visual_extractor.local_backbone
+    assert sum(p.grad.abs().sum() for p in local.parameters() if p.grad is not None) > 0  # through f_l
+    with pytest.raises(ValueError, match=r"tag_labels has shape \(2, 5\), expected \(2, 28\)"):
+        model(**pixels, labels=labels, tag_labels=torch.zeros(2, 5))
+
+
+def test_baseline_has_no_region_branch(pixels) -> None:
+    model = tiny_model(use_internal_signals=False)
+    assert model.visual_extractor.local_backbone is None
+    assert not any("local" in name or "fusion" in name for name, _ in model.named_parameters())
+    enc = model.predict_tags(**pixels)
+    torch.testing.assert_close(enc.pooled_features, model.visual_extractor(pixels["pixel_values"]).global_features)
+    assert enc.local_logits is None and enc.heat_maps is not None
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_generation_with_and_without_cache(pixels, num_beams: int) -> None:
+    model = tiny_model()
+    with torch.no_grad():
+        model.decoder.embed_tokens.weight.normal_(0, 0.5)  # a decoder that does not stop at once
+    cached = model.generate(**pixels, num_beams=num_beams, use_cache=True, min_new_tokens=5)
+    assert cached.shape[1] >= 6
+    assert torch.equal(cached, model.generate(**pixels, num_beams=num_beams, use_cache=False, min_new_tokens=5))
+
+
+def test_textbook_mode_feeds_the_gru_encoding_to_the_graph() -> None:
+    model = tiny_model()
+    ids = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 9, 2, 0]])
+    mask = (ids != 0).long()
+    signal = model.encode_sentences(ids, mask)
+    assert signal.shape == (2, model.visual_extractor.num_features)  # GRU hidden = visual feature size
+    again = model.encode_sentences(ids[1:, :4], mask[1:, :4])  # padding does not change the encoding
+    torch.testing.assert_close(signal[1:], again)
+    labels = torch.tensor([[5, 6, 7, 2, -100], [8, 9, 2, -100, -100]])
+    out = model(textbook_input_ids=ids, textbook_attention_mask=mask, labels=labels, tag_labels=torch.zeros(2, 28))
+    graph = model.encoder.graph(signal)
+    torch.testing.assert_close(out.node_values, graph["node_values"])
+    assert out.visual_tag_loss is None and out.graph_tag_loss is not None
+    torch.testing.assert_close(out.loss, out.ce_loss + out.graph_tag_loss)
+    with pytest.raises(ValueError, match=r"sentence_encoder_hidden_size \(64\) must equal the visual feature size"):
+        ASGKForConditionalGeneration(ASGKConfig(**TINY, sentence_encoder_hidden_size=64))
+    with pytest.raises(ValueError, match="no sentence encoder"):
+        tiny_model(use_sentence_encoder=False).encode_sentences(ids)
+
+
+def test_save_and_auto_load_round_trip(pixels, tmp_path) -> None:
+    model = tiny_model(heatmap_mode="official", tag_names=["a", "b", "c"])
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path).eval()
+    assert type(loaded) is ASGKForConditionalGeneration and loaded.config.tag_names == ["a", "b", "c"]
+    state, loaded_state = model.state_dict(), loaded.state_dict()
+    assert state.keys() == loaded_state.keys()
+    assert all(torch.equal(state[name], loaded_state[name]) for name in state)
+    torch.testing.assert_close(loaded.predict_tags(**pixels).node_values, model.predict_tags(**pixels).node_values)
+    assert torch.equal(model.generate(**pixels), loaded.generate(**pixels))
+
+
+def test_config_checks_name_the_field() -> None:
+    assert ASGKConfig().num_tags == 28 and ASGKConfig().tag_names == list(ASGK_LABELER_TAGS)
+    defaults = ASGKConfig()
+    assert (defaults.d_model, defaults.num_layers, defaults.focal_alpha, defaults.focal_gamma) == (300, 3, 0.25, 2.0)
+    assert (defaults.visual_backbone, defaults.visual_pretrained, defaults.region_size) == ("densenet121", False, 224)
+    assert (defaults.fusion, defaults.tag_loss, defaults.textbook_max_length) == ("sum", "focal", 300)
+    for kwargs, message in (
+        ({"heatmap_mode": "mean"}, "heatmap_mode must be one of"),
+        ({"fusion": "concat"}, "fusion must be one of"),
+        ({"tag_loss": "hinge"}, "tag_loss must be one of"),
+        ({"tag_names": ["a", "a"]}, "tag_names must be distinct"),
+        ({"max_position_embeddings": 100}, "must cover max_seq_length"),
+        ({"heatmap_threshold": 178}, "heatmap_threshold is τ on a \\[0, 1\\] heat map"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            ASGKConfig(**kwargs)
+
+
+# ------------------------------------------------------------------------------------------- tags, text, GloVe
+
+
+def test_labeler_tag_rows_and_sentence_matching() -> None:
+    values = dict.fromkeys(("No Finding", "Cardiomegaly", "Edema", "Pneumothorax"))
+    values.update({"Cardiomegaly": 1, "Edema": -1, "Pneumothorax": 0})
+    row = labeler_tag_row(values)
+    on = [ASGK_LABELER_TAGS[k] for k, v in enumerate(row) if v]
+    assert on == ["Cardiomegaly: present", "Edema: present", "Pneumothorax: absent"]
+    assert sum(labeler_tag_row(values, uncertain_as_present=False)) == 2
+    sentence = "Mild cardiomegaly. No pneumothorax."
+    assert match_tags(sentence, ASGK_LABELER_TAGS, "labeler") == labeler_tag_row({"Cardiomegaly": 1, "Pneumothorax": 0})
+    assert match_tags("Left basilar opacity, no effusion", ["opacity", "effusion", "pacity"], "mesh") == [1, 1, 0]
+    assert match_tags("右肺上叶可见磨玻璃影", ["磨玻璃影", "胸腔积液"], "column") == [1, 0]
+    assert mesh_head_terms(["Opacity/lung/base/left", "opacity", "No Indexing", "Calcified Granuloma/lung"]) == [
+        "opacity", "calcified granuloma"]  # fmt: skip
+
+
+def test_tag_file_reader_names_the_problem(tmp_path) -> None:
+    path = tmp_path / "tags.json"
+    path.write_text('{"tag_names": ["a", "b"], "labels": {"s1": ["b"], "s2": [1, 0]}}')
+    tags = read_tag_file(path)
+    assert tags.labels == {"s1": [0, 1], "s2": [1, 0]}
+    assert tags.tensor(["s2", "s1"]).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    with pytest.raises(ValueError, match=r"no row for 1 study id\(s\) \(e.g. \['s3'\]\)"):
+        tags.tensor(["s3"])
+    path.write_text('{"tag_names": ["a"], "labels": {"s1": ["zzz"]}}')
+    with pytest.raises(ValueError, match=r"study 's1' has tags \['zzz'\] that are not in tag_names"):
+        read_tag_file(path)
+
+
+def test_sentence_splitting_english_and_chinese() -> None:
+    text = "Heart size is normal. The lungs are clear.\nNo XXXX effusion! Ok"
+    assert split_textbook_sentences(text) == ["Heart size is normal.", "The lungs are clear.", "No effusion!"]
+    assert split_textbook_sentences("胸廓对称。双肺纹理清晰；未见积液", "zh") == ["胸廓对称。", "双肺纹理清晰；", "未见积液"]
+
+
+def test_glove_objective_by_hand_and_training_lowers_it(tmp_path) -> None:
+    rows, cols, counts = cooccurrences([[4, 5, 6], [5, 4]], window=2, ignore=[0])
+    pairs = {(int(r), int(c)): float(x) for r, c, x in zip(rows, cols, counts)}
+    assert pairs == {(4, 5): 2.0, (5, 4): 2.0, (4, 6): 0.5, (6, 4): 0.5, (5, 6): 1.0, (6, 5): 1.0}  # 1 / distance
+    torch.manual_seed(0)
+    w, wc, b, bc = torch.randn(7, 3), torch.randn(7, 3), torch.randn(7), torch.randn(7)
+    expected = sum(min(1.0, (x / 100.0) ** 0.75) * (float(w[i] @ wc[j] + b[i] + bc[j]) - math.log(x)) ** 2
+                   for (i, j), x in pairs.items())  # fmt: skip
+    assert glove_loss(w, wc, b, bc, rows, cols, counts).item() == pytest.approx(expected, rel=1e-5)
+    corpus = [[4, 5, 6, 7, 8], [4, 5, 9], [6, 7, 8, 4], [5, 4, 6]] * 5
+    vectors, history = train_glove(corpus, 10, dim=8, window=3, epochs=40, progress=False)
+    assert vectors.shape == (10, 8) and history[-1] < 0.2 * history[0]
+    vocab = {f"w{i}": i for i in range(10)}
+    write_glove_text(tmp_path / "vectors.txt", vectors, vocab)
+    read, found = read_glove_text(tmp_path / "vectors.txt", {**vocab, "unseen": 10})
+    assert found == 10 and read.shape == (11, 8)
+    torch.testing.assert_close(read[:10], vectors, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="has 8-d vectors; the model's d_model is 300"):
+        read_glove_text(tmp_path / "vectors.txt", vocab, dim=300)
