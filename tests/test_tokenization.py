@@ -120,7 +120,7 @@ def test_chinese_char_cleaner() -> None:
 
 
 def test_presets_are_versioned_and_unknown_presets_fail() -> None:
-    assert set(CLEANERS) == {"r2gen_iu_xray", "r2gen_mimic_cxr", "basic", "chinese_char"}
+    assert set(CLEANERS) == {"r2gen_iu_xray", "r2gen_mimic_cxr", "basic", "alphabetic", "chinese_char"}
     assert all(cleaner.version >= 1 for cleaner in CLEANERS.values())
     with pytest.raises(ValueError, match="Unknown report cleaner 'r2gen'.*basic"):
         get_cleaner("r2gen")
