@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import random
 import re
 import tarfile
 import xml.etree.ElementTree as ET
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import datasets
 
-from hf_rrg.data import DEFAULT_SPLIT_RATIOS, deterministic_split
+from hf_rrg.data import DEFAULT_SPLIT_RATIOS, counted_split, deterministic_split
 
 _CITATION = """\
 @article{demner2016preparing,
@@ -302,23 +301,6 @@ class IUXRay(datasets.GeneratorBasedBuilder):
             return " ".join(report[part] for part in section.split("+") if report[part])
         return report[section]
 
-    def _counted_split(self, uids: list[int]) -> dict[int, str] | None:
-        """`split_counts` as {uid: split}: a seeded random draw of validation then test studies, the rest train."""
-        if self.config.split_counts is None:
-            return None
-        n_validation, n_test = (int(n) for n in self.config.split_counts)
-        if n_validation < 0 or n_test < 0 or n_validation + n_test >= len(uids):
-            raise ValueError(
-                f"split_counts={tuple(self.config.split_counts)} must be non-negative and leave training studies "
-                f"out of the {len(uids)} reports"
-            )
-        order = sorted(uids)
-        random.Random(self.config.split_seed).shuffle(order)
-        split = {uid: "train" for uid in order}
-        split.update({uid: "validation" for uid in order[:n_validation]})
-        split.update({uid: "test" for uid in order[n_validation : n_validation + n_test]})
-        return split
-
     def _nlm_studies(self) -> dict[str, list[dict]]:
         self._require_data_dir("NLMCXR_reports.tgz")
         archive = self._path(self.config.reports_archive, "NLMCXR_reports.tgz")
@@ -353,13 +335,14 @@ class IUXRay(datasets.GeneratorBasedBuilder):
             if split_of is not None and report["uid"] not in split_of:
                 continue
             reports.append(report)
-        counted_split = self._counted_split([r["uid"] for r in reports]) if split_of is None else None
+        counted = self.config.split_counts is not None and split_of is None
+        drawn = counted_split([r["uid"] for r in reports], self.config.split_counts, self.config.split_seed) if counted else None
         for report in reports:
             text = report.pop("text")
             if split_of is not None:
                 split = split_of[report["uid"]]
-            elif counted_split is not None:
-                split = counted_split[report["uid"]]
+            elif drawn is not None:
+                split = drawn[report["uid"]]
             else:
                 split = deterministic_split(str(report["uid"]), self.config.split_ratios)
             paths = [png_dir / f"{i}.png" for i in report["image_ids"]] if png_dir is not None else []

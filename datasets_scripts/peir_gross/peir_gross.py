@@ -15,13 +15,12 @@ Load with `hf_rrg.data.load_builder("peir_gross", data_dir)`.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 
-from hf_rrg.data import DEFAULT_SPLIT_RATIOS, deterministic_split
+from hf_rrg.data import DEFAULT_SPLIT_RATIOS, counted_split, deterministic_split
 
 _DESCRIPTION = "PEIR Gross (Jing et al., ACL 2018): gross pathology images with one-sentence captions, local copy."
 CAPTIONS_FILE = "captions.tsv"
@@ -97,18 +96,7 @@ class PEIRGross(datasets.GeneratorBasedBuilder):
     def _split_of(self, images: list[str]) -> dict[str, str]:
         if self.config.split_counts is None:
             return {image: deterministic_split(image, self.config.split_ratios) for image in images}
-        n_validation, n_test = (int(n) for n in self.config.split_counts)
-        if n_validation < 0 or n_test < 0 or n_validation + n_test >= len(images):
-            raise ValueError(
-                f"split_counts={tuple(self.config.split_counts)} must be non-negative and leave training images "
-                f"out of the {len(images)} rows"
-            )
-        order = sorted(images)
-        random.Random(self.config.split_seed).shuffle(order)
-        split = {image: "train" for image in order}
-        split.update({image: "validation" for image in order[:n_validation]})
-        split.update({image: "test" for image in order[n_validation : n_validation + n_test]})
-        return split
+        return counted_split(images, self.config.split_counts, self.config.split_seed)
 
     def _split_generators(self, dl_manager):
         root, rows = self._rows()

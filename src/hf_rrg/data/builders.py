@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import inspect
 import os
+import random
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "DEFAULT_SPLIT_RATIOS",
     "available_builders",
     "builder_script_path",
+    "counted_split",
     "deterministic_split",
     "load_builder",
     "load_builder_class",
@@ -277,3 +279,19 @@ def deterministic_split(
         if u < cumulative:
             return split_name
     return next(n for n, r in zip(reversed(names), reversed(ratios)) if r > 0)
+
+
+def counted_split(keys: Sequence[Any], counts: Sequence[int], seed: int = 0) -> dict[Any, str]:
+    """{key: split} for a seeded random draw of `counts` = (validation, test) keys, the rest train (e.g. CoAtt's
+    500 / 500 images). The draw depends only on the set of keys and `seed`, not on their order."""
+    n_validation, n_test = (int(n) for n in counts)
+    if n_validation < 0 or n_test < 0 or n_validation + n_test >= len(keys):
+        raise ValueError(
+            f"split_counts={tuple(counts)} must be non-negative and leave training examples out of the {len(keys)}"
+        )
+    order = sorted(keys)
+    random.Random(seed).shuffle(order)
+    split = {key: "train" for key in order}
+    split.update({key: "validation" for key in order[:n_validation]})
+    split.update({key: "test" for key in order[n_validation : n_validation + n_test]})
+    return split
