@@ -197,8 +197,13 @@ def test_export_refuses_a_non_empty_folder_unless_overwrite(exported, tmp_path):
     (out / "keep.txt").write_text("x")
     with pytest.raises(FileExistsError, match="not empty"):
         export_model(exported["r2gen_run"], out)
+    with pytest.raises(FileExistsError, match="not a previous hf-rrg export"):  # a user's folder is never deleted
+        export_model(exported["r2gen_run"], out, overwrite=True)
     assert (out / "keep.txt").exists()
-    export_model(exported["r2gen_run"], out, overwrite=True)
+    (out / "keep.txt").unlink()
+    export_model(exported["r2gen_run"], out)
+    (out / "keep.txt").write_text("x")
+    export_model(exported["r2gen_run"], out, overwrite=True)  # a previous export is replaced as a whole
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
     # a run folder's export is named after the run, not after the (possibly temporary) output folder
     card_name = read_front_matter((out / "README.md").read_text())["model-index"][0]["name"]

@@ -64,7 +64,7 @@ def test_unknown_keys_and_bad_values_say_what_is_wrong() -> None:
     with pytest.raises(ConfigError, match="is not KEY=VALUE"):
         load_config("r2gencmn_demo", ["training.epochs"])
     with pytest.raises(ConfigError, match="scheduler.name must be"):
-        config_from_dict({"scheduler": {"name": "warmup"}})
+        config_from_dict({"method": "r2gencmn", "scheduler": {"name": "warmup"}})
     with pytest.raises(FileNotFoundError, match="shipped configs: .*r2gencmn_demo"):
         load_config("no_such_config")
 

@@ -9,19 +9,31 @@ Without a split column the rows are split by a SHA-256 hash of the patient id (o
 (default 0.7 / 0.1 / 0.2): stable across runs, machines and Python versions, and one patient never spans two
 splits.
 
+Images (PNG, JPEG, DICOM) are decoded by hf-rrg's own loader (`hf_rrg.modeling.image_loading.load_image`), never by
+`datasets`: the `images` column holds ``{"bytes": None, "path": ...}`` cells (``datasets.Image(decode=False)``) that
+the image processor reads. Every image is decoded once when the dataset is built, so a truncated, corrupt or
+constant image fails then, naming the file, instead of in the middle of training (`skip_bad_images=True` leaves
+those studies out and lists them). Tables must be UTF-8; a report without any letter or digit counts as empty.
+
 Load with `hf_rrg.data.load_builder("report_folder", data_dir, image_columns=["frontal", "lateral"])`.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+from tqdm.auto import tqdm
 
 from hf_rrg.data import DEFAULT_SPLIT_RATIOS, deterministic_split
+from hf_rrg.modeling.image_loading import ImageLoadError, load_image
+from hf_rrg.text_files import read_text
 
 _DESCRIPTION = (
     "A user's own radiology report generation data read from a CSV/JSONL table of image paths and reports."
@@ -52,8 +64,11 @@ class ReportFolderConfig(datasets.BuilderConfig):
         split_column: column with train/val/test values (default: `split` when present, else a hash split).
         split_ratios: train/validation/test ratios of the hash split.
         split_salt: text mixed into the split hash (a different salt gives a different, still stable split).
-        drop_empty_reports: drop rows whose report is empty (and say how many) instead of failing.
+        drop_empty_reports: drop rows whose report is empty or has no word (and say how many) instead of failing.
         skip_missing_images: drop rows whose image files are missing (and say how many) instead of failing.
+        check_images: decode every image when the dataset is built (default); False trusts the files (a bad one
+            then fails when it is read, e.g. during training).
+        skip_bad_images: drop rows with an image that cannot be decoded (and list those files) instead of failing.
     """
 
     metadata_file: str | None = None
@@ -66,31 +81,38 @@ class ReportFolderConfig(datasets.BuilderConfig):
     split_salt: str = ""
     drop_empty_reports: bool = False
     skip_missing_images: bool = False
+    check_images: bool = True
+    skip_bad_images: bool = False
 
 
 def read_table(path: Path) -> list[dict]:
     """Rows of a CSV (header row), JSONL (one object per line) or JSON (a list of objects) file."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            return list(csv.DictReader(handle))
+        return list(csv.DictReader(io.StringIO(read_text(path, "utf-8-sig"), newline="")))
     if suffix == ".jsonl":
         rows = []
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as error:
-                        raise ValueError(f"{path} line {number} is not valid JSON: {error}") from None
+        for number, line in enumerate(read_text(path).splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path} line {number} is not valid JSON: {error}") from None
         return rows
     if suffix == ".json":
-        with open(path, encoding="utf-8") as handle:
-            rows = json.load(handle)
+        try:
+            rows = json.loads(read_text(path))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from None
         if not isinstance(rows, list):
             raise ValueError(f"{path} must hold a JSON list of row objects.")
         return rows
     raise ValueError(f"Unsupported table {path}: use a .csv, .jsonl or .json file.")
+
+
+def has_words(report: str) -> bool:
+    """Whether `report` holds at least one letter or digit (``"..."`` or ``" - "`` do not)."""
+    return any(character.isalnum() for character in report)
 
 
 def _paths_in_cell(value) -> list[str]:
@@ -113,7 +135,7 @@ class ReportFolder(datasets.GeneratorBasedBuilder):
             features=datasets.Features(
                 {
                     "id": datasets.Value("string"),
-                    "images": datasets.List(datasets.Image()),
+                    "images": datasets.List(datasets.Image(decode=False)),  # decoded by hf-rrg's loader
                     "report": datasets.Value("string"),
                     "patient_id": datasets.Value("string"),
                     "image_path": datasets.List(datasets.Value("string")),
@@ -158,6 +180,8 @@ class ReportFolder(datasets.GeneratorBasedBuilder):
             for example in self._examples(table, fixed_split):
                 splits.setdefault(example.pop("split"), []).append(example)
         self._check_images(splits)
+        if self.config.check_images:
+            self._check_decodable(splits)
         return [
             datasets.SplitGenerator(name=split, gen_kwargs={"examples": examples})
             for split, examples in splits.items()
@@ -185,15 +209,15 @@ class ReportFolder(datasets.GeneratorBasedBuilder):
         if absent:
             raise ValueError(f"{table} has no column(s) {absent}; its columns are {columns}.")
 
-        empty = [row for row in rows if not str(row.get(config.report_column) or "").strip()]
+        empty = [row for row in rows if not has_words(str(row.get(config.report_column) or ""))]
         if empty:
             first = [
                 str(row.get(id_column)) if id_column else f"row {rows.index(row) + 1}" for row in empty[:5]
             ]
             if not config.drop_empty_reports:
                 raise ValueError(
-                    f"{table}: {len(empty)} row(s) have an empty {config.report_column!r} (first: {first}); "
-                    "fill them or pass drop_empty_reports=True."
+                    f"{table}: {len(empty)} row(s) have an empty or word-less {config.report_column!r} (first: "
+                    f"{first}); fill them or pass drop_empty_reports=True."
                 )
             print(f"report_folder: dropped {len(empty)} rows with an empty report from {table.name}.")
 
@@ -201,7 +225,7 @@ class ReportFolder(datasets.GeneratorBasedBuilder):
         seen: set[str] = set()
         for number, row in enumerate(rows, start=1):
             report = str(row.get(config.report_column) or "").strip()
-            if not report:
+            if not has_words(report):
                 continue
             study_id = str(row[id_column]).strip() if id_column else f"{number}"
             if study_id in seen:
@@ -250,6 +274,40 @@ class ReportFolder(datasets.GeneratorBasedBuilder):
             )
         if missing:
             print(f"report_folder: skipped rows with {len(missing)} missing image files.")
+
+    def _check_decodable(self, splits: dict[str, list[dict]]) -> None:
+        """Decode every image once with hf-rrg's loader (progress bar on stderr); unreadable images fail the build
+        naming the files, or with `skip_bad_images` their studies are left out and the files listed."""
+        paths = sorted({path for examples in splits.values() for example in examples for path in example["images"]})
+        problems: dict[str, str] = {}
+
+        def check(path: str) -> None:
+            try:
+                load_image(path)
+            except ImageLoadError as error:
+                problems[path] = " ".join(str(error).split())
+
+        workers = min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for _ in tqdm(pool.map(check, paths), total=len(paths), desc="report_folder: checking images", unit="image"):
+                pass
+        if not problems:
+            return
+        bad = sorted(problems)
+        if not self.config.skip_bad_images:
+            shown = "; ".join(problems[path] for path in bad[:5]) + (" ..." if len(bad) > 5 else "")
+            raise ImageLoadError(
+                f"{len(bad)} image file(s) listed in the report_folder table cannot be read ({shown}); replace "
+                "them, remove their rows, or pass skip_bad_images=True to leave those studies out."
+            )
+        dropped = 0
+        for split, examples in splits.items():
+            kept = [example for example in examples if not any(path in problems for path in example["images"])]
+            dropped += len(examples) - len(kept)
+            splits[split] = kept
+        print(f"report_folder: left out {dropped} studies with unreadable images ({len(bad)} file(s)):")
+        for path in bad:
+            print(f"  {path}: {problems[path]}")
 
     def _generate_examples(self, examples):
         for example in examples:

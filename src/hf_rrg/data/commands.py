@@ -55,12 +55,19 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .builders import builder_script_path
-    from .export import export_parquet
+    from pathlib import Path
 
+    from ..export_folder import check_output_folder
+    from .builders import builder_script_path
+    from .export import EXPORT_KIND, export_parquet
+
+    sources = [Path(args.data_dir)] if args.data_dir else []
+    check_output_folder(Path(args.out), EXPORT_KIND, sources, args.overwrite)  # before the (long) dataset build
     dataset = _load(args)
     card = builder_script_path(args.name).parent / "README.md"
-    written = export_parquet(dataset, args.out, card_path=card if card.is_file() else None)
+    written = export_parquet(
+        dataset, args.out, card_path=card if card.is_file() else None, overwrite=args.overwrite, sources=sources
+    )
     for split, path in written.items():
         print(f"{split}: {len(dataset[split])} examples -> {path}")
     print(
@@ -126,7 +133,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_builder_args(export)
     export.add_argument(
-        "--out", required=True, help="output folder (gets data/<split>-*.parquet and README.md)"
+        "--out", required=True, help="output folder (gets data/<split>-*.parquet and README.md); new or empty"
+    )
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace --out when it is a previous `hf-rrg data export`"
     )
     export.set_defaults(func=_export)
 

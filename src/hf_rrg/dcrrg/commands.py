@@ -114,7 +114,7 @@ def retrieval_scores(model: Any, processor: Any, split: Any, per_class: int = 20
     with torch.no_grad():
         for start in range(0, len(reports), batch_size):
             rows = list(range(start, min(start + batch_size, len(reports))))
-            inputs = processor(images=[[im.convert("RGB") for im in split[r]["images"]] for r in rows])
+            inputs = processor(images=[list(split[r]["images"]) for r in rows])  # PIL or undecoded cells alike
             probabilities.append(model.observation_probabilities(**inputs))
             v = dcclip.encode_image(**inputs)
             image_embeds.append(dcclip.project_image(v, torch.full((len(rows), 1), zero))[:, 0])

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a clear usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,11 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "modeling and pipeline code, metrics, training config and a model card (README.md).",
     )
     export.add_argument("run_dir", metavar="RUN_DIR", help="training run folder (with model/) or a model folder")
-    export.add_argument("--out", required=True, metavar="DIR", help="folder to write (must be empty or new)")
+    export.add_argument(
+        "--out", required=True, metavar="DIR", help="folder to write (new or empty; never the run folder itself)"
+    )
     export.add_argument("--repo-id", metavar="ORG/NAME", help="Hub repo id used in the card's usage examples")
     export.add_argument("--model-name", help="name shown in the model card (default: the folder name)")
     export.add_argument("--license", default="other", help="Hub licence id for the card metadata (default: other)")
-    export.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace DIR when it is a previous `hf-rrg export` (hf_rrg_export.json)"
+    )
     export.set_defaults(func=_export)
 
     push = subparsers.add_parser(
@@ -40,16 +56,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generate",
         help="write the report of chest X-ray image(s) with a saved or exported model",
         description="Generate reports for PNG/JPEG/DICOM images: one study per image by default, or consecutive "
-        "groups of --views-per-study images as the views of one study.",
+        "groups of --views-per-study images as the views of one study. A study whose image cannot be read is "
+        "reported on stderr by file name; the other reports are still written, and the exit status is 1.",
     )
     generate.add_argument("--model", required=True, metavar="DIR", help="model folder (exported repo or run/model)")
     generate.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG or DICOM)")
     generate.add_argument(
-        "--views-per-study", type=int, default=1, metavar="N", help="group every N consecutive images into a study"
+        "--views-per-study", type=positive_int, default=1, metavar="N",
+        help="group every N consecutive images into a study",
     )
-    generate.add_argument("--num-beams", type=int, help="beam size (default: the model's generation_config.json)")
-    generate.add_argument("--max-new-tokens", type=int, help="longest report in tokens (default: the model's)")
-    generate.add_argument("--batch-size", type=int, default=1, help="studies generated together (default 1)")
+    generate.add_argument(
+        "--num-beams", type=positive_int, help="beam size (default: the model's generation_config.json)"
+    )
+    generate.add_argument("--max-new-tokens", type=positive_int, help="longest report in tokens (default: the model's)")
+    generate.add_argument("--batch-size", type=positive_int, default=1, help="studies generated together (default 1)")
     generate.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the GPU when there is one)")
     generate.add_argument("--json", action="store_true", help="print one JSON object per study")
     generate.add_argument(
@@ -113,23 +133,56 @@ def group_studies(images: list[str], views_per_study: int) -> list[list[str]]:
     return [images[i : i + views_per_study] for i in range(0, len(images), views_per_study)]
 
 
+def load_studies(studies: list[list[str]]) -> tuple[list[tuple[int, tuple]], list[str]]:
+    """Decode every study's images with hf-rrg's loader: ([(study index, decoded views)], [error per bad study])."""
+    from ..modeling.image_loading import ImageLoadError, load_image
+
+    loaded, errors = [], []
+    for index, study in enumerate(studies):
+        try:
+            loaded.append((index, tuple(load_image(path) for path in study)))
+        except ImageLoadError as error:
+            errors.append(" ".join(str(error).split()))
+    return loaded, errors
+
+
 def _generate(args: argparse.Namespace) -> int:
-    from .pipeline_registration import report_pipeline
+    from .pipeline_registration import check_device, report_pipeline
 
     studies = group_studies(args.images, args.views_per_study)
+    check_device(args.device)
     pipe = report_pipeline(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
     generate_kwargs = {}
     if args.num_beams is not None:
         generate_kwargs["num_beams"] = args.num_beams
     if args.max_new_tokens is not None:
         generate_kwargs["max_new_tokens"] = args.max_new_tokens
-    outputs = pipe([tuple(study) for study in studies], batch_size=args.batch_size, generate_kwargs=generate_kwargs)
-    for study, output in zip(studies, outputs):
-        report = output[0]["generated_text"]
-        if args.json:
-            print(json.dumps({"images": study, "report": report}))
-        elif len(studies) == 1:
-            print(report)
-        else:
-            print(f"{', '.join(study)}: {report}")
+    failed = 0
+    chunk = 4 * args.batch_size  # decoded images of a few batches in memory at a time; reports printed as they come
+    for start in range(0, len(studies), chunk):
+        loaded, errors = load_studies(studies[start : start + chunk])
+        for error in errors:
+            print(f"hf-rrg generate: error: {error}", file=sys.stderr)
+        failed += len(errors)
+        if not loaded:
+            continue
+        outputs = pipe([views for _, views in loaded], batch_size=args.batch_size, generate_kwargs=generate_kwargs)
+        for (index, _), output in zip(loaded, outputs):
+            _print_report(studies[start + index], output[0]["generated_text"], args.json, single=len(studies) == 1)
+    if failed:
+        print(
+            f"hf-rrg generate: error: {failed} of {len(studies)} studies failed (named above); the other "
+            f"{len(studies) - failed} reports were written",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _print_report(study: list[str], report: str, as_json: bool, single: bool) -> None:
+    if as_json:
+        print(json.dumps({"images": study, "report": report}), flush=True)
+    elif single:
+        print(report, flush=True)
+    else:
+        print(f"{', '.join(study)}: {report}", flush=True)

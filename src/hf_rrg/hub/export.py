@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..export_folder import check_output_folder, staged_folder, write_manifest
 from .loading import check_model_dir, load_model_and_processor
+from .local_paths import scrub_run
 from .model_card import render_model_card
 from .run_folder import RunInfo, read_run
 
@@ -28,6 +30,7 @@ PIPELINE_CLASS = "RadiologyReportGenerationPipeline"
 PIPELINE_TASK = "radiology-report-generation"
 MODEL_AUTO_CLASSES = ("AutoModel", "AutoModelForImageTextToText")
 TRAINING_CONFIG_NAME = "training_config"  # saved as training_config.yaml / .json in the exported repo
+EXPORT_KIND = "model"  # the kind recorded in the export's manifest (hf_rrg_export.json)
 
 
 def custom_pipelines_entry() -> dict[str, Any]:
@@ -70,32 +73,22 @@ def export_model(
             of the run folder, else of `out_dir`).
         repo_id: ``org/name`` the folder will be pushed to; used in the card's usage examples.
         license: Hub licence identifier for the card metadata (default ``other``: the training data's terms apply).
-        overwrite: replace a non-empty `out_dir` (otherwise that is an error).
+        overwrite: replace a non-empty `out_dir`, which must then be a previous hf-rrg model export (it has
+            ``hf_rrg_export.json``); a folder that is or contains the source is never replaced.
+
+    The folder is written beside `out_dir` and swapped in (`hf_rrg.export_folder`); its manifest
+    ``hf_rrg_export.json`` and the card record the sha256 of every weight file, checked when the folder is loaded.
+    Absolute local paths in the run's metrics and training config become ``<local path>``.
     """
     out_dir = Path(out_dir)
     run = read_run(source)
     check_model_dir(run.model_dir)
-    if out_dir.resolve() == run.model_dir.resolve() or run.model_dir.resolve() in out_dir.resolve().parents:
-        raise ValueError(f"Export folder {out_dir} must not be (inside) the source model folder {run.model_dir}.")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        if not overwrite:
-            raise FileExistsError(
-                f"Export folder {out_dir} already exists and is not empty; choose another folder or pass "
-                "overwrite=True (`--overwrite`)."
-            )
+    sources = [run.model_dir] + ([run.run_dir] if run.run_dir is not None else [])
+    check_output_folder(out_dir, EXPORT_KIND, sources, overwrite, inside_forbidden=[run.model_dir])
     default_name = (run.run_dir or out_dir).resolve().name
     name = model_name or (repo_id.split("/")[-1] if repo_id else default_name)
-
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
-    try:
-        _write_repo(run, staging, name, repo_id, license)
-        if out_dir.exists():
-            shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with staged_folder(out_dir) as staging:
+        _write_repo(scrub_run(run), staging, name, repo_id, license)
     return out_dir
 
 
@@ -134,11 +127,22 @@ def _write_repo(run: RunInfo, folder: Path, model_name: str, repo_id: str | None
     if run.training_config_text is not None and run.training_config_file is not None:
         suffix = ".json" if run.training_config_file.suffix == ".json" else ".yaml"
         (folder / f"{TRAINING_CONFIG_NAME}{suffix}").write_text(run.training_config_text, encoding="utf-8")
+    manifest = write_manifest(folder, EXPORT_KIND, folder.glob("*.safetensors"))
     card = render_model_card(run, model.config, model.generation_config, model_name, repo_id, license=license)
-    (folder / "README.md").write_text(card, encoding="utf-8")
+    (folder / "README.md").write_text(card + checksum_section(manifest["sha256"]), encoding="utf-8")
     check_remote_code(folder)
     steps.update()
     steps.close()
+
+
+def checksum_section(digests: Mapping[str, str]) -> str:
+    """The model card's closing section: the sha256 of each weight file (also in ``hf_rrg_export.json``)."""
+    rows = "\n".join(f"| {name} | {digest} |" for name, digest in digests.items())
+    return (
+        "\n## Files and checksums\n\n"
+        "hf-rrg checks these digests when it loads this folder (a damaged download is refused, naming the file).\n\n"
+        f"| file | sha256 |\n|---|---|\n{rows}\n"
+    )
 
 
 def copy_module_with_relative_imports(module_file: Path, folder: Path) -> list[Path]:

@@ -38,7 +38,7 @@ def weight_files(model_dir: Path) -> list[Path]:
 
 def check_model_dir(model_dir: str | Path, processor: bool = True) -> Path:
     """Verify that `model_dir` holds a loadable model (and processor): every file present, the config valid JSON,
-    the weights readable safetensors. Returns the folder as a `Path`; raises FileNotFoundError / ValueError naming
+    the weights readable safetensors whose sha256 matches the export manifest (when the folder has one). Returns the folder as a `Path`; raises FileNotFoundError / ValueError naming
     the file and what to do."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -55,6 +55,7 @@ def check_model_dir(model_dir: str | Path, processor: bool = True) -> Path:
         raise ValueError(f"{config} is not valid JSON ({error}); re-export the model.") from error
     for weights in weight_files(model_dir):
         check_safetensors(weights)
+    check_checksums(model_dir)  # a readable file can still be damaged (flipped bytes in a tensor)
     if processor:
         for name in TOKENIZER_FILES:
             if not (model_dir / name).is_file():
@@ -68,6 +69,24 @@ def check_model_dir(model_dir: str | Path, processor: bool = True) -> Path:
                 "the processor next to the model (`processor.save_pretrained(model_dir)`)."
             )
     return model_dir
+
+
+def check_checksums(model_dir: Path) -> None:
+    """Compare each file's sha256 with the one `hf-rrg export` recorded in ``hf_rrg_export.json`` (folders without
+    that manifest, e.g. a run's ``model/``, are not checked). A mismatch is a ValueError naming the file."""
+    from ..export_folder import MANIFEST_FILE, read_manifest, sha256_file
+
+    manifest = read_manifest(model_dir)
+    for name, expected in ((manifest or {}).get("sha256") or {}).items():
+        path = model_dir / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing (listed in {model_dir / MANIFEST_FILE}); download it again.")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ValueError(
+                f"{path} does not match the sha256 recorded at export in {MANIFEST_FILE} (expected {expected[:16]}..., "
+                f"got {actual[:16]}...): the file is damaged. Download or export the model again."
+            )
 
 
 def check_safetensors(path: Path) -> None:

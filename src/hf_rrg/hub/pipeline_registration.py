@@ -26,6 +26,32 @@ def register_pipeline() -> None:
     )
 
 
+def check_device(device: str | int | None) -> None:
+    """`device` names a device this machine has: ``cpu``, ``cuda``/``cuda:N`` with a GPU, an index, ``mps``...;
+    a ValueError that says what to use otherwise."""
+    import torch
+
+    if device is None:
+        return
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"--device {device} is not a device ({error}); use cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {device}: no CUDA GPU is available on this machine (torch.cuda.is_available() is False); "
+                "use --device cpu"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s) (cuda:0 ..); pick one "
+                "of them"
+            )
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+
+
 def report_pipeline(
     model_dir: str | Path,
     *,
@@ -38,6 +64,7 @@ def report_pipeline(
     the first accelerator when there is one."""
     import torch
 
+    check_device(device)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model, processor = load_model_and_processor(model_dir, trust_remote_code=trust_remote_code)

@@ -31,6 +31,18 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
+def check_logged_in() -> None:
+    """A ValueError that says how to log in when no Hugging Face token is configured (``HF_TOKEN`` or the token
+    saved by ``hf auth login``), before anything is exported or uploaded."""
+    import huggingface_hub
+
+    if not huggingface_hub.get_token():
+        raise ValueError(
+            "no Hugging Face token: log in with `hf auth login` (or set the HF_TOKEN environment variable, or pass "
+            "--token) and push again. Create a token with write access at https://huggingface.co/settings/tokens."
+        )
+
+
 def push_to_hub(
     source: str | Path,
     repo_id: str,
@@ -44,9 +56,12 @@ def push_to_hub(
     """Export `source` (a run folder or model folder) and upload it to the model repo `repo_id`.
 
     The repo is created when missing (``HfApi.create_repo(..., exist_ok=True)``); the upload is one commit
-    (``HfApi.upload_folder``). `api` is an ``huggingface_hub.HfApi`` (default: a new one with `token`).
+    (``HfApi.upload_folder``). `api` is an ``huggingface_hub.HfApi`` (default: a new one with `token`). Without
+    `token` and `api`, a missing login is an error before the export starts.
     """
     check_repo_id(repo_id)
+    if api is None and token is None:
+        check_logged_in()
     if api is None:
         from huggingface_hub import HfApi
 

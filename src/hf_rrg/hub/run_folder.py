@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from ..text_files import read_text
+
 MODEL_SUBDIR = "model"
 METRICS_FILE = "metrics.json"
 TRAINING_CONFIG_FILES = (
@@ -93,7 +95,7 @@ def read_run(source: str | Path) -> RunInfo:
     metrics_path = base / METRICS_FILE
     if metrics_path.is_file():
         try:
-            info.metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+            info.metrics = json.loads(read_text(metrics_path))
         except json.JSONDecodeError as error:
             raise ValueError(f"{metrics_path} is not valid JSON ({error}); fix or delete it.") from error
         if not isinstance(info.metrics, dict):
@@ -103,7 +105,7 @@ def read_run(source: str | Path) -> RunInfo:
         path = base / name
         if path.is_file():
             info.training_config_file = path
-            info.training_config_text = path.read_text(encoding="utf-8")
+            info.training_config_text = read_text(path)
             try:
                 loaded = (
                     json.loads(info.training_config_text)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
+
+from ..text_files import read_text
 
 from .labeler import ReportLabels
 from .observations import OBSERVATIONS
@@ -32,7 +35,7 @@ def infer_format(path: Path, explicit: str | None = None) -> str:
 def read_chexpert_csv(path: Path) -> list[str]:
     """Reports from a CheXpert labeler input file: one report per row, one column, no header."""
     reports = []
-    with open(path, newline="", encoding="utf-8") as handle:
+    with io.StringIO(read_text(path), newline="") as handle:
         for row in csv.reader(handle):
             if not row:
                 continue  # blank line
@@ -48,7 +51,7 @@ def read_chexpert_csv(path: Path) -> list[str]:
 def read_jsonl(path: Path) -> tuple[list[object | None], list[str]]:
     """Ids and reports from JSON Lines: one object per line with a ``"report"`` and an optional ``"id"``."""
     ids, reports = [], []
-    with open(path, encoding="utf-8") as handle:
+    with io.StringIO(read_text(path)) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

@@ -11,6 +11,9 @@ Rules every source goes through (`load_image`):
 - DICOM: stored values -> modality LUT (rescale slope/intercept) -> VOI LUT or window centre/width when
   present -> min-max to 0-255 -> ``MONOCHROME1`` inverted. Only the first frame of multi-frame data is read.
 - An image whose pixels all have one value carries no information and is refused, as are zero-size images.
+- An image of more than `max_image_pixels()` pixels (default PIL's ``Image.MAX_IMAGE_PIXELS``, about 89.5 million;
+  set ``HF_RRG_MAX_IMAGE_PIXELS`` to change it, ``none`` to lift it) is refused from its header, before its pixels
+  are decoded, so a huge DICOM or PNG never fills the memory.
 
 Every failure raises a subclass of `ImageLoadError` (a `ValueError`) whose message names the source and
 says what to do.
@@ -36,6 +39,7 @@ _DICOM_MAGIC = b"DICM"
 _DICOM_MAGIC_OFFSET = 128
 # PIL modes holding more than 8 bits per sample; they are min-max scaled like other high bit-depth data.
 _HIGH_DEPTH_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N", "I;16S", "I;32", "I;32B", "I;32S", "I;32BS")
+MAX_PIXELS_ENV = "HF_RRG_MAX_IMAGE_PIXELS"
 # Where pydicom names a dependency differently from its pip package.
 _PIP_NAMES = {"gdcm": "python-gdcm"}
 
@@ -54,6 +58,10 @@ class CorruptImageError(ImageLoadError):
 
 class UnsupportedImageError(ImageLoadError):
     """The source has a type, shape, dtype or mode the loader does not handle."""
+
+
+class ImageTooLargeError(ImageLoadError):
+    """The image has more pixels than `max_image_pixels()`; refused before decoding."""
 
 
 class EmptyImageError(ImageLoadError):
@@ -126,13 +134,18 @@ def _from_path(path: Path) -> Image.Image:
         )
     if not path.is_file():
         raise UnsupportedImageError(f"{path} is not a file (a directory?); pass the path of one image file.")
+    name = f"image file {path}"
     try:
+        with open(path, "rb") as handle:
+            head = handle.read(_DICOM_MAGIC_OFFSET + len(_DICOM_MAGIC))
+        if head and is_dicom(head, str(path)):  # pydicom reads the file itself: the header before the pixels
+            return _decode_dicom(path, name, force=not is_dicom(head))
         data = path.read_bytes()
     except OSError as err:
         raise CorruptImageError(
             f"Image file {path} could not be read ({err}); check its permissions."
         ) from err
-    return _from_bytes(data, f"image file {path}", dicom_hint=path.suffix.lower() == ".dcm")
+    return _from_bytes(data, name, dicom_hint=False)
 
 
 def _from_datasets_dict(source: Mapping[str, Any]) -> Image.Image:
@@ -154,16 +167,52 @@ def _from_datasets_dict(source: Mapping[str, Any]) -> Image.Image:
 def _from_bytes(data: bytes, name: str, dicom_hint: bool) -> Image.Image:
     if not data:
         raise CorruptImageError(f"{_cap(name)} is empty (0 bytes); re-download or re-export the image.")
-    has_magic = data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == _DICOM_MAGIC
+    has_magic = is_dicom(data)
     if has_magic or dicom_hint:
         return _decode_dicom(data, name, force=not has_magic)
     return _decode_pil(data, name)
 
 
+def is_dicom(data: bytes, path: str | None = None) -> bool:
+    """Whether `data` (the file's bytes, or at least its first 132) is DICOM: the ``DICM`` magic at byte 128, or a
+    file name ending in ``.dcm`` (DICOM written without the preamble)."""
+    has_magic = data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + len(_DICOM_MAGIC)] == _DICOM_MAGIC
+    return has_magic or (path is not None and str(path).lower().endswith(".dcm"))
+
+
+def max_image_pixels() -> int | None:
+    """The largest image (height x width) `load_image` decodes: ``HF_RRG_MAX_IMAGE_PIXELS`` when set (``none`` or
+    ``0``: no limit), else PIL's ``Image.MAX_IMAGE_PIXELS`` (None there means no limit too)."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return Image.MAX_IMAGE_PIXELS
+    if text.lower() in ("none", "0", "off"):
+        return None
+    try:
+        return int(float(text))
+    except ValueError:
+        raise UnsupportedImageError(
+            f"{MAX_PIXELS_ENV}={text!r} is not a number of pixels; set e.g. {MAX_PIXELS_ENV}=200000000 (or none)."
+        ) from None
+
+
+def _check_pixel_count(width: int, height: int, name: str) -> None:
+    limit = max_image_pixels()
+    if limit is not None and width * height > limit:
+        raise ImageTooLargeError(
+            f"{_cap(name)} is {width}x{height} = {width * height} pixels, more than the limit of {limit} (decoding "
+            f"it could take several GB of memory); downscale it first, or raise the limit with "
+            f"{MAX_PIXELS_ENV}=<pixels> if this machine has the memory."
+        )
+
+
 def _decode_pil(data: bytes, name: str) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
+        _check_pixel_count(image.width, image.height, name)  # Image.open reads the header only
         image.load()
+    except ImageTooLargeError:
+        raise
     except UnidentifiedImageError as err:
         raise CorruptImageError(
             f"{_cap(name)} is not an image format that can be read (not PNG, JPEG or DICOM); check that the "
@@ -308,7 +357,9 @@ def _cap(name: str) -> str:
 # --------------------------------------------------------------------------------------------------- DICOM
 
 
-def _decode_dicom(data: bytes, name: str, force: bool) -> Image.Image:
+def _decode_dicom(source: bytes | Path, name: str, force: bool) -> Image.Image:
+    """Decode DICOM `source` (its bytes, or a file path that pydicom reads itself). The header is read first and
+    the size checked, so the pixel data of an image above the pixel limit is never read."""
     try:
         import pydicom
         from pydicom.pixels import (
@@ -323,14 +374,22 @@ def _decode_dicom(data: bytes, name: str, force: bool) -> Image.Image:
             f"Reading {name} (DICOM) needs pydicom, which is not installed: pip install pydicom"
         ) from err
 
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=force)
-    except Exception as err:  # pydicom raises many types for malformed files
-        raise CorruptImageError(
-            f"{_cap(name)} could not be parsed as DICOM ({err}); check that it is a complete DICOM file."
-        ) from err
+    def read(stop_before_pixels: bool) -> Any:
+        handle = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+        try:
+            return pydicom.dcmread(handle, force=force, stop_before_pixels=stop_before_pixels)
+        except Exception as err:  # pydicom raises many types for malformed files
+            raise CorruptImageError(
+                f"{_cap(name)} could not be parsed as DICOM ({err}); check that it is a complete DICOM file."
+            ) from err
+
     prefix = "image file "
     label = f"DICOM file {name[len(prefix) :]}" if name.startswith(prefix) else f"the DICOM data in {name}"
+    header = read(stop_before_pixels=True)
+    rows, columns = header.get("Rows"), header.get("Columns")
+    if isinstance(rows, int) and isinstance(columns, int):
+        _check_pixel_count(columns, rows, label)
+    ds = read(stop_before_pixels=False)
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise DicomNoPixelDataError(
             f"{_cap(label)} has no pixel data (it is probably a report, presentation state or other "
@@ -409,6 +468,9 @@ __all__ = [
     "ImageLoadError",
     "ImageNotFoundError",
     "ImageSource",
+    "ImageTooLargeError",
     "UnsupportedImageError",
+    "is_dicom",
     "load_image",
+    "max_image_pixels",
 ]

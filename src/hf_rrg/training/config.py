@@ -314,14 +314,35 @@ def parse_section(cls: type, data: Any, where: str) -> Any:
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainingConfig:
-    """Validate a plain mapping (as read from YAML) into a `TrainingConfig`."""
+    """Validate a plain mapping (as read from YAML) into a `TrainingConfig`. `method` is required: a config without
+    it would otherwise train the default method silently."""
     config = _build(TrainingConfig, data, "")
+    if "method" not in data or data["method"] in (None, ""):
+        raise ConfigError(
+            "the config has no `method:` (the model to train); add e.g. `method: r2gencmn`, or start from a shipped "
+            f"config ({', '.join(_shipped_names()[:4])}, ...)"
+        )
     validate_config(config)
     return config
 
 
+def _shipped_names() -> list[str]:
+    try:
+        return sorted(path.stem for path in packaged_config_dir().glob("*.yaml"))
+    except FileNotFoundError:
+        return []
+
+
 def validate_config(config: TrainingConfig) -> None:
-    """Value checks that types alone cannot express."""
+    """Value checks that types alone cannot express: finite numbers in their ranges, the method's own `model` and
+    `image_processor` keys, metric names the evaluation computes (`hf_rrg.training.config_checks`)."""
+    from .config_checks import check_config
+
+    _check_basics(config)
+    check_config(config)
+
+
+def _check_basics(config: TrainingConfig) -> None:
     loop = config.training
     for name in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "eval_every", "log_every"):
         if getattr(loop, name) < 1:
@@ -405,11 +426,18 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
 
 def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> TrainingConfig:
     """Read a YAML config (path or shipped name), apply `--set` overrides, validate."""
+    from hf_rrg.text_files import read_text
+
     path = resolve_config_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(read_text(path))
     except yaml.YAMLError as error:
         raise ConfigError(f"training config {path} is not valid YAML: {error}") from None
+    if data is None:
+        raise ConfigError(
+            f"training config {path} is empty; write the sections of a config there (start from a shipped one, e.g. "
+            "`hf-rrg train r2gencmn_demo`, whose file is in training_scripts/configs)"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"training config {path} must be a YAML mapping of sections, got {type(data).__name__}")
     try:

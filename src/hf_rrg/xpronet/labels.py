@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from ..modeling.configuration_xpronet import XPRONET_OBSERVATIONS
+from ..text_files import read_text
 
 LABEL_FILE_FORMAT = "hf-rrg/xpronet-labels/v1"
 
@@ -119,7 +120,7 @@ def read_label_file(path: str | Path) -> LabelFile:
     if not path.is_file():
         raise FileNotFoundError(f"label file {path} does not exist; make it with `hf-rrg xpronet labels`.")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as error:
         raise ValueError(f"label file {path} is not valid JSON: {error}") from error
     if not isinstance(data, dict) or data.get("format") != LABEL_FILE_FORMAT:
