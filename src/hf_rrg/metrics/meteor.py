@@ -99,6 +99,53 @@ class _MeteorProcess:
         self.stderr.close()
 
 
+def _run_lines(jvm: _MeteorProcess, lines: list[str], replies: list[int], what: str) -> list[list[str]]:
+    """Send `lines` to the jar (a writer thread) and read `replies[i]` lines back for each; closes stdin."""
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        _write_lines(jvm.process.stdin, lines, errors)
+        try:
+            jvm.process.stdin.close()
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    answers = [[jvm.read_line(f"{what} {index}") for _ in range(count)] for index, count in enumerate(replies)]
+    writer.join()
+    if errors:
+        raise jvm.failure(what)
+    return answers
+
+
+def _evaluate(jvm: _MeteorProcess, statistics: list[str], rows: Sequence[np.ndarray]) -> list[list[float]]:
+    lines = ["EVAL ||| " + " ||| ".join(statistics[i] for i in row) for row in rows]
+    answers = _run_lines(jvm, lines, [len(row) + 1 for row in rows], "evaluating set")
+    try:
+        return [[float(value) for value in answer] for answer in answers]
+    except ValueError as error:
+        raise RuntimeError(f"METEOR returned a line that is not a score: {error}") from None
+
+
+def meteor_aggregate(
+    statistics: list[str],
+    rows: Sequence[np.ndarray],
+    *,
+    java: str | None = None,
+    memory: str = "2G",
+    timeout: float = 600.0,
+) -> np.ndarray:
+    """The jar's corpus METEOR of each set of items (`rows`: item indices, repeats allowed), from their statistics."""
+    if any(len(row) == 0 for row in rows):
+        raise ValueError("METEOR cannot score an empty set of items")
+    jvm = _MeteorProcess(java, memory, timeout)
+    try:
+        return np.array([answer[-1] for answer in _evaluate(jvm, statistics, rows)])
+    finally:
+        jvm.close()
+
+
 def meteor(
     predictions: Sequence[str],
     references: Sequence[str] | Sequence[Sequence[str]],
@@ -106,11 +153,13 @@ def meteor(
     java: str | None = None,
     memory: str = "2G",
     timeout: float = 600.0,
+    statistics: list[str] | None = None,
 ) -> NLGScore:
     """Corpus METEOR 1.5 (key ``meteor``) and per-item scores, as pycocoevalcap's `Meteor().compute_score`.
 
     Needs pycocoevalcap (for the jar) and Java. `java` is the executable (default: ``java`` on PATH), `memory`
-    the JVM heap (``-Xmx``), `timeout` the seconds after which the JVM is stopped and an error raised.
+    the JVM heap (``-Xmx``), `timeout` the seconds after which the JVM is stopped and an error raised. Pass a
+    list as `statistics` to receive the per-item statistics lines (for `meteor_aggregate`).
     """
     predictions, reference_lists = as_reference_lists(predictions, references)
     if not predictions:
@@ -121,20 +170,13 @@ def meteor(
         errors: list[BaseException] = []
         writer = threading.Thread(target=_write_lines, args=(jvm.process.stdin, lines, errors), daemon=True)
         writer.start()
-        statistics = [jvm.read_line(f"scoring item {index}") for index in range(len(lines))]
+        item_statistics = [jvm.read_line(f"scoring item {index}") for index in range(len(lines))]
         writer.join()
         if errors:
             raise jvm.failure("receiving the items")
-        try:
-            jvm.process.stdin.write(("EVAL ||| " + " ||| ".join(statistics) + "\n").encode())
-            jvm.process.stdin.close()
-        except (BrokenPipeError, OSError):
-            raise jvm.failure("receiving the EVAL request") from None
-        try:
-            item_scores = np.array([float(jvm.read_line("evaluating")) for _ in lines])
-            corpus = float(jvm.read_line("evaluating the corpus"))
-        except ValueError as error:
-            raise RuntimeError(f"METEOR returned a line that is not a score: {error}") from None
+        values = _evaluate(jvm, item_statistics, [np.arange(len(lines))])[0]
     finally:
         jvm.close()
-    return NLGScore(corpus={"meteor": corpus}, per_item={"meteor": item_scores})
+    if statistics is not None:
+        statistics.extend(item_statistics)
+    return NLGScore(corpus={"meteor": values[-1]}, per_item={"meteor": np.array(values[:-1])})
