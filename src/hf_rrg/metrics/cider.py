@@ -127,22 +127,27 @@ def cider_statistics(
 
     Document frequencies are *not* fixed here: `CiderStatistics.corpus` recomputes them for every weight row.
     """
-    hyp, ref, item_of_ref, ref_counts, n_grams = _encode(predictions, references, n)
+    predictions, reference_lists = as_reference_lists(predictions, references)
+    hyp, ref, item_of_ref, ref_counts, n_grams = _encode(predictions, reference_lists, n)
     n_items, n_refs = len(ref_counts), len(item_of_ref)
-    item_gram, _ = sorted_unique_counts(item_of_ref[ref.sentence] * n_grams + ref.gram)
-    gram_of_pair, study_of_pair = item_gram % n_grams, item_gram // n_grams
+    # Studies with the same references form one group (a study and its copy when two systems are compared).
+    groups: dict[tuple[str, ...], int] = {}
+    group_of_row = np.array([groups.setdefault(tuple(refs), len(groups)) for refs in reference_lists], dtype=np.int64)
+    n_groups = len(groups)
+    group_gram, _ = sorted_unique_counts(group_of_row[item_of_ref[ref.sentence]] * n_grams + ref.gram)
+    gram_of_pair, group_of_pair = group_gram % n_grams, group_gram // n_grams
     document_frequency = np.bincount(gram_of_pair, minlength=n_grams)
-    owner = np.full(n_grams, -1, dtype=np.int64)  # the one study whose references hold the gram
+    owner = np.full(n_grams, -1, dtype=np.int64)  # the one group whose references hold the gram
     single = document_frequency[gram_of_pair] == 1
-    owner[gram_of_pair[single]] = study_of_pair[single]
+    owner[gram_of_pair[single]] = group_of_pair[single]
     shared_grams = np.flatnonzero(document_frequency > 1)
     shared_index = np.full(n_grams, -1, dtype=np.int64)
     shared_index[shared_grams] = np.arange(len(shared_grams))
-    shared_has = sparse_matrix(shared_index[gram_of_pair[~single]], study_of_pair[~single],
-                               np.ones(int((~single).sum())), (max(len(shared_grams), 1), n_items))
+    shared_has = sparse_matrix(shared_index[gram_of_pair[~single]], group_of_pair[~single],
+                               np.ones(int((~single).sum())), (max(len(shared_grams), 1), n_groups))
 
     def sums(rows: np.ndarray, grams: np.ndarray, values: np.ndarray, n_rows: int) -> IdfWeightedSums:
-        return IdfWeightedSums.build(rows, grams, values.astype(np.float64), n_rows, owner, shared_index, n_items)
+        return IdfWeightedSums.build(rows, grams, values.astype(np.float64), n_rows, owner, shared_index, n_groups)
 
     hyp_key = hyp.sentence * n_grams + hyp.gram
     matched = lookup(hyp_key, hyp.count, item_of_ref[ref.sentence] * n_grams + ref.gram, missing=0)
@@ -152,6 +157,7 @@ def cider_statistics(
     return CiderStatistics(
         name="cider_d" if clipped else "cider",
         n=n,
+        group_of_row=group_of_row,
         shared_has=shared_has,
         numerator=sums((ref.sentence * n + ref.order)[keep], ref.gram[keep], product[keep], n_refs * n),
         hyp_square=sums(hyp.sentence * n + hyp.order, hyp.gram, hyp.count**2, n_items * n),

@@ -72,6 +72,13 @@ def _scores(statistics: Sequence[FamilyStatistics], weights: np.ndarray) -> dict
     return {name: values for family in statistics for name, values in family.corpus(weights).items()}
 
 
+def _paired_scores(statistics: Sequence[FamilyStatistics], weights_a: np.ndarray, weights_b: np.ndarray):
+    """Scores of both weightings from one call per family (CIDEr reuses work between rows that share weights)."""
+    both = _scores(statistics, np.vstack([weights_a, weights_b]))
+    cut = len(weights_a)
+    return {k: v[:cut] for k, v in both.items()}, {k: v[cut:] for k, v in both.items()}
+
+
 def bootstrap_intervals(
     statistics: Sequence[FamilyStatistics],
     resamples: int = 1000,
@@ -114,12 +121,11 @@ def compare_systems(
 
     rng = np.random.default_rng(seed)
     swap = rng.integers(0, 2, size=(trials, n)).astype(np.float64)
-    shuffled_a = _scores(statistics, np.hstack([1 - swap, swap]))
-    shuffled_b = _scores(statistics, np.hstack([swap, 1 - swap]))
+    shuffled_a, shuffled_b = _paired_scores(statistics, np.hstack([1 - swap, swap]), np.hstack([swap, 1 - swap]))
 
     counts = resample_weights(n, resamples, seed + 1)
-    boot_a = _scores(statistics, np.hstack([counts, np.zeros_like(counts)]))
-    boot_b = _scores(statistics, np.hstack([np.zeros_like(counts), counts]))
+    zeros = np.zeros_like(counts)
+    boot_a, boot_b = _paired_scores(statistics, np.hstack([counts, zeros]), np.hstack([zeros, counts]))
 
     tail = (1 - level) / 2
     results = {}

@@ -106,34 +106,35 @@ def sparse_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape:
 class IdfWeightedSums:
     """Row sums ``sum_g value(row, g) * idf(g)^2`` for any weighting of the studies, split by document frequency.
 
-    On the full set an n-gram's references occur in 0, 1 or more studies. With 0, its idf is log N in every
-    resample (`constant`: the summed values per row). With 1 (most 3- and 4-grams), its document frequency in
-    a resample is the weight of its one study, so the values are summed per (row, study) once (`by_study`, rows
-    x studies). Only the others (`shared`, rows x shared grams) need the resample's document frequencies.
+    Document frequencies count *reference groups* (studies with the same references: one per study, or a study
+    and its copy when two systems are compared). On the full set an n-gram occurs in 0, 1 or more groups. With
+    0, its idf is log N in every weighting (`constant`: the summed values per row). With 1 (most 3- and
+    4-grams), its document frequency is the weight of that group, so the values are summed per (row, group)
+    once (`by_group`). Only the others (`shared`, rows x shared grams) need the weighting's document frequencies.
     """
 
     constant: np.ndarray
-    by_study: object
+    by_group: object
     shared: object
 
     @classmethod
     def build(cls, rows: np.ndarray, grams: np.ndarray, values: np.ndarray, n_rows: int,
-              owner: np.ndarray, shared_index: np.ndarray, n_studies: int) -> IdfWeightedSums:
-        """`owner[g]`: the one study of gram g (-1 when 0 or several); `shared_index[g]`: its column or -1."""
+              owner: np.ndarray, shared_index: np.ndarray, n_groups: int) -> IdfWeightedSums:
+        """`owner[g]`: the one group of gram g (-1 when 0 or several); `shared_index[g]`: its column or -1."""
         none = (owner[grams] < 0) & (shared_index[grams] < 0)
         one = owner[grams] >= 0
         many = shared_index[grams] >= 0
         constant = np.bincount(rows[none], weights=values[none], minlength=n_rows)
-        by_study = sparse_matrix(rows[one], owner[grams[one]], values[one], (n_rows, n_studies))
+        by_group = sparse_matrix(rows[one], owner[grams[one]], values[one], (n_rows, n_groups))
         n_shared = int(shared_index.max(initial=-1)) + 1
         shared = sparse_matrix(rows[many], shared_index[grams[many]], values[many], (n_rows, max(n_shared, 1)))
-        return cls(constant, by_study, shared)
+        return cls(constant, by_group, shared)
 
-    def evaluate(self, log_size_square, study_idf_square, shared_idf_square):
+    def evaluate(self, log_size_square, group_idf_square, shared_idf_square):
         """(rows, B) sums for a block of B weightings (torch tensors)."""
         import torch
 
-        total = torch.sparse.mm(self.by_study, study_idf_square) + torch.sparse.mm(self.shared, shared_idf_square)
+        total = torch.sparse.mm(self.by_group, group_idf_square) + torch.sparse.mm(self.shared, shared_idf_square)
         return total + torch.from_numpy(self.constant)[:, None] * log_size_square[None, :]
 
 
@@ -141,14 +142,17 @@ class IdfWeightedSums:
 class CiderStatistics:
     """CIDEr-D (``clipped``) or original CIDEr with document frequencies recomputed for every weight row.
 
-    Built by `hf_rrg.metrics.cider.cider_statistics`. `shared_has` (shared gram x study) holds 1 where a
-    study's references contain an n-gram found in several studies; `numerator` (reference-order rows:
-    min(h, r) * r, or h * r), `hyp_square` (study-order rows: h^2) and `ref_square` (reference-order rows: r^2)
-    are `IdfWeightedSums`.
+    Built by `hf_rrg.metrics.cider.cider_statistics`. `group_of_row` maps each study to its reference group;
+    `shared_has` (shared gram x group) holds 1 where a group's references contain an n-gram found in several
+    groups; `numerator` (reference-order rows: min(h, r) * r, or h * r), `hyp_square` (study-order rows: h^2)
+    and `ref_square` (reference-order rows: r^2) are `IdfWeightedSums`. Per-study scores depend on a weighting
+    only through its group weights, so they are computed once per distinct group weighting (a randomization
+    trial keeps every group's weight at 1: the document frequencies of the full set).
     """
 
     name: str
     n: int
+    group_of_row: np.ndarray
     shared_has: object
     numerator: IdfWeightedSums
     hyp_square: IdfWeightedSums
@@ -163,28 +167,35 @@ class CiderStatistics:
     def __post_init__(self) -> None:
         self.names = (self.name,)
         self.n_rows = len(self.ref_counts)
+        self.n_groups = int(self.group_of_row.max(initial=-1)) + 1
 
     def corpus(self, weights: np.ndarray, chunk_elements: int = 8_000_000) -> dict[str, np.ndarray]:
         import torch
 
         weights = _check_weights(weights, self.n_rows)
+        offsets = (np.arange(len(weights)) * self.n_groups)[:, None]
+        group_weights = np.bincount((self.group_of_row[None, :] + offsets).ravel(), weights=weights.ravel(),
+                                    minlength=len(weights) * self.n_groups).reshape(len(weights), self.n_groups)
+        distinct, which = np.unique(group_weights, axis=0, return_inverse=True)
         width = max(self.shared_has.shape[0], self.n_rows, len(self.item_of_ref) * self.n, 1)
-        chunk = max(1, min(len(weights), chunk_elements // width))
-        out = np.empty(len(weights))
-        for start in range(0, len(weights), chunk):
-            block = torch.from_numpy(np.ascontiguousarray(weights[start : start + chunk].T))
-            out[start : start + chunk] = self._corpus_block(block)
-        return {self.name: out}
+        chunk = max(1, min(len(distinct), chunk_elements // width))
+        per_item = np.empty((self.n_rows, len(distinct)))
+        for start in range(0, len(distinct), chunk):
+            block = torch.from_numpy(np.ascontiguousarray(distinct[start : start + chunk].T))
+            per_item[:, start : start + chunk] = self._per_item(block)
+        scores = np.einsum("bi,ib->b", weights, per_item[:, which.ravel()]) / weights.sum(axis=1)
+        return {self.name: scores}
 
-    def _corpus_block(self, weights_t) -> np.ndarray:
-        """Corpus scores of the columns of `weights_t` ``(n_rows, B)`` (a torch tensor)."""
+    def _per_item(self, group_weights):
+        """Per-study scores ``(n_rows, B)`` under the columns of `group_weights` ``(n_groups, B)`` (torch)."""
         import torch
 
-        size = weights_t.sum(dim=0)  # N of each weighting
+        size = group_weights.sum(dim=0)  # N of each weighting
         log_size = torch.log(size)
-        study_idf = log_size[None, :] - torch.log(torch.clamp(weights_t, min=1.0))
-        shared_idf = log_size[None, :] - torch.log(torch.clamp(torch.sparse.mm(self.shared_has, weights_t), min=1.0))
-        squares = (log_size * log_size, study_idf * study_idf, shared_idf * shared_idf)
+        group_idf = log_size[None, :] - torch.log(torch.clamp(group_weights, min=1.0))
+        shared_df = torch.sparse.mm(self.shared_has, group_weights)
+        shared_idf = log_size[None, :] - torch.log(torch.clamp(shared_df, min=1.0))
+        squares = (log_size * log_size, group_idf * group_idf, shared_idf * shared_idf)
         n_refs = len(self.item_of_ref)
         numerator = self.numerator.evaluate(*squares).reshape(n_refs, self.n, -1)
         hyp_norm = torch.sqrt(self.hyp_square.evaluate(*squares)).reshape(self.n_rows, self.n, -1)
@@ -194,8 +205,7 @@ class CiderStatistics:
         per_ref = similarity.sum(dim=1) * torch.from_numpy(self.penalty)[:, None]  # sum over orders, x penalty
         per_item = torch.zeros(self.n_rows, per_ref.shape[1], dtype=per_ref.dtype)
         per_item.index_add_(0, torch.from_numpy(self.item_of_ref), per_ref)
-        scores = per_item / self.n / torch.from_numpy(self.ref_counts.astype(np.float64))[:, None] * self.scale
-        return ((scores * weights_t).sum(dim=0) / size).numpy()
+        return (per_item / self.n / torch.from_numpy(self.ref_counts.astype(np.float64))[:, None] * self.scale).numpy()
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray, zero_division: float) -> np.ndarray:
