@@ -7,7 +7,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +284,7 @@ def _compared(a: PredictionFile, b: PredictionFile, args, tokenizer, metrics) ->
     check_same_studies(a, b)
     result = _evaluate(a.predictions + b.predictions, a.references + b.references, args, tokenizer, metrics,
                        statistics=True)
-    comparison = {name: row.as_dict() for name, row in
+    comparison = {name: asdict(row) for name, row in
                   compare_systems(result.statistics, args.resamples, args.resamples, args.seed, args.level).items()}
     output = {"a": str(a.path), "b": str(b.path), "comparison": comparison, "skipped": result.skipped,
               "compare_settings": {"tests": "paired approximate randomization; paired bootstrap (two-sided)",

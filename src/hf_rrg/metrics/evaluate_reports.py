@@ -181,38 +181,57 @@ def _prepare(
     return _Texts(nlg_preds, nlg_refs, preds, refs)
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """`evaluate_reports`' options (see there)."""
+
+    protocol: str = "default"
+    tokenizer: Any = None
+    max_seq_length: int | None = None
+    labeler: Labeler | None = None
+    cleaner: str | None = None
+    ptb: bool = False
+    uncertain: int = 0
+    learned: Mapping[str, Mapping[str, Any]] | None = None
+
+
 def evaluate_detailed(
     predictions: Sequence[str],
     references: Sequence[str] | Sequence[Sequence[str]],
     metrics: Sequence[str] = DEFAULT_METRICS,
-    protocol: str = "default",
-    tokenizer: Any = None,
-    max_seq_length: int | None = None,
-    labeler: Labeler | None = None,
     *,
-    cleaner: str | None = None,
-    ptb: bool = False,
-    uncertain: int = 0,
-    learned: Mapping[str, Mapping[str, Any]] | None = None,
     skip_unavailable: bool = False,
     statistics: bool = False,
+    **settings: Any,
 ) -> Evaluation:
     """`evaluate_reports`, returning an `Evaluation`: scores, skipped metrics and (``statistics=True``) the
     per-family statistics for `hf_rrg.metrics.significance`.
 
-    `learned` maps a learned metric's name to its options (e.g. ``{"bertscore": {"model": "path/to/model"}}``).
-    With `skip_unavailable`, a metric that cannot run here (`MetricUnavailableError`: no Java, no package, no
+    `settings` are `evaluate_reports`' keyword arguments (protocol, tokenizer, max_seq_length, labeler, cleaner,
+    ptb, uncertain, learned). With `skip_unavailable`, a metric that cannot run here (`MetricUnavailableError`: no Java, no package, no
     weights) is listed in ``skipped`` with the reason and every other metric is still computed.
     """
+    return _evaluate(predictions, references, metrics, _Settings(**settings), skip_unavailable, statistics)
+
+
+def _evaluate(
+    predictions: Sequence[str],
+    references: Sequence[str] | Sequence[Sequence[str]],
+    metrics: Sequence[str],
+    settings: _Settings,
+    skip_unavailable: bool,
+    statistics: bool,
+) -> Evaluation:
     unknown = [name for name in metrics if name not in METRICS]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRICS)}")
-    texts = _prepare(predictions, references, protocol, tokenizer, max_seq_length, cleaner, ptb)
+    texts = _prepare(predictions, references, settings.protocol, settings.tokenizer, settings.max_seq_length,
+                     settings.cleaner, settings.ptb)
     result = Evaluation(scores={}, n_items=len(texts.preds))
     for name in metrics:
         try:
-            scores, family = _FAMILIES[name](texts, statistics, labeler=labeler, uncertain=uncertain,
-                                             options=(learned or {}).get(name))
+            scores, family = _FAMILIES[name](texts, statistics, labeler=settings.labeler, uncertain=settings.uncertain,
+                                             options=(settings.learned or {}).get(name))
         except MetricUnavailableError as error:
             if not skip_unavailable:
                 raise
@@ -250,7 +269,5 @@ def evaluate_reports(
     strings (before PTB tokenization); CE, F1-CheXbert, F1-RadGraph and RaTEScore use the first reference of
     each item, BERTScore all of them.
     """
-    return evaluate_detailed(
-        predictions, references, metrics, protocol, tokenizer, max_seq_length, labeler, cleaner=cleaner, ptb=ptb,
-        uncertain=uncertain, learned=learned,
-    ).scores
+    settings = _Settings(protocol, tokenizer, max_seq_length, labeler, cleaner, ptb, uncertain, learned)
+    return _evaluate(predictions, references, metrics, settings, skip_unavailable=False, statistics=False).scores

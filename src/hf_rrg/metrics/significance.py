@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,9 +36,6 @@ class Interval:
     high: float
     level: float
 
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class Comparison:
@@ -51,9 +48,6 @@ class Comparison:
     p_bootstrap: float
     difference_low: float
     difference_high: float
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 def resample_weights(n_studies: int, resamples: int, seed: int) -> np.ndarray:
