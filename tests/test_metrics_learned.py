@@ -235,3 +235,13 @@ def test_ratescore_without_its_package_says_what_to_install(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "RaTEScore" else real(name, *a))
     with pytest.raises(MetricPackageMissingError, match="pip install ratescore"):
         ratescore.ratescore(["a"], ["b"])
+
+
+def test_a_local_path_that_does_not_exist_is_named(tmp_path):
+    from hf_rrg.metrics.bertscore import BERTScorer
+    from hf_rrg.metrics.chexbert import CheXbertLabeler
+
+    with pytest.raises(MetricWeightsNotFoundError, match=r"folder .*missing_model does not exist \(given with --bertscore-model\)"):
+        BERTScorer(model=str(tmp_path / "missing_model"), num_layers=2)
+    with pytest.raises(MetricWeightsNotFoundError, match=r"chexbert.pth does not exist \(given with --chexbert-weights\)"):
+        CheXbertLabeler(weights=str(tmp_path))

@@ -154,17 +154,21 @@ def test_cli_into_merges_scores_and_intervals_into_metrics_json(iu_reports, tmp_
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs Java")
-def test_meteor_resample_is_the_jar_score_of_the_resampled_list(iu_reports):
-    from hf_rrg.metrics.meteor import meteor
+def test_meteor_statistics_give_the_jar_scores_of_any_resample(iu_reports):
+    from hf_rrg.metrics.meteor import meteor, meteor_from_statistics, parse_statistics
     from hf_rrg.metrics.statistics import MeteorStatistics
 
-    preds, refs = iu_reports[:12], iu_reports[12:24]
+    # Real reports, plus a perfect match, an empty hypothesis, no overlap, a repeated word and two references.
+    preds = iu_reports[:12] + ["the heart is normal", "", "zebra quantum", "heart"]
+    refs = [[r] for r in iu_reports[12:24]] + [["the heart is normal"], ["no effusion ."], ["no effusion ."],
+                                                ["heart heart", "a heart"]]
     lines: list[str] = []
     full = meteor(preds, refs, statistics=lines)
-    weights = resample_weights(12, resamples=2, seed=4)
-    fast = MeteorStatistics(lines).corpus(np.vstack([np.ones(12), weights]))["meteor"]
+    np.testing.assert_allclose(meteor_from_statistics(parse_statistics(lines)), full.per_item["meteor"], atol=1e-12)
+    weights = resample_weights(len(preds), resamples=1, seed=4)
+    fast = MeteorStatistics(lines).corpus(np.vstack([np.ones(len(preds)), weights]))["meteor"]
     assert fast[0] == pytest.approx(full.score, abs=1e-12)
-    assert fast[1] == pytest.approx(meteor(_resampled(preds, weights[0]), _resampled(refs, weights[0])).score, abs=1e-9)
+    assert fast[1] == pytest.approx(meteor(_resampled(preds, weights[0]), _resampled(refs, weights[0])).score, abs=1e-12)
 
 
 def test_model_card_shows_the_interval_next_to_each_number(tmp_path):

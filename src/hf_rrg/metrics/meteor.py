@@ -128,22 +128,49 @@ def _evaluate(jvm: _MeteorProcess, statistics: list[str], rows: Sequence[np.ndar
         raise RuntimeError(f"METEOR returned a line that is not a score: {error}") from None
 
 
-def meteor_aggregate(
-    statistics: list[str],
-    rows: Sequence[np.ndarray],
-    *,
-    java: str | None = None,
-    memory: str = "2G",
-    timeout: float = 600.0,
-) -> np.ndarray:
-    """The jar's corpus METEOR of each set of items (`rows`: item indices, repeats allowed), from their statistics."""
-    if any(len(row) == 0 for row in rows):
-        raise ValueError("METEOR cannot score an empty set of items")
-    jvm = _MeteorProcess(java, memory, timeout)
-    try:
-        return np.array([answer[-1] for answer in _evaluate(jvm, statistics, rows)])
-    finally:
-        jvm.close()
+# METEOR 1.5's English parameters (Denkowski & Lavie, 2014): alpha, beta, gamma, delta, and the weights of the
+# exact, stem, synonym and paraphrase matching stages. The jar runs with them (``-l en``, default task).
+METEOR_PARAMETERS = (0.85, 0.20, 0.60, 0.75)
+METEOR_STAGE_WEIGHTS = (1.0, 0.60, 0.80, 0.60)
+
+
+def parse_statistics(lines: Sequence[str]) -> np.ndarray:
+    """The jar's statistics lines as an ``(N, 23)`` array: hypothesis and reference length, their function-word
+    counts, per stage (exact, stem, synonym, paraphrase) the matched content and function words of hypothesis
+    and reference, the number of chunks, and the matched words of hypothesis and reference. A perfect match
+    (every word matched in one chunk) gets 0 chunks, as the jar does before it sums statistics."""
+    statistics = np.array([[float(value) for value in line.split()] for line in lines], dtype=np.float64)
+    if statistics.ndim != 2 or statistics.shape[1] != 23:
+        raise ValueError(f"METEOR statistics lines must hold 23 numbers; got shape {statistics.shape}")
+    perfect = (statistics[:, 21] == statistics[:, 0]) & (statistics[:, 22] == statistics[:, 1]) & (statistics[:, 20] == 1)
+    statistics[perfect, 20] = 0
+    return statistics
+
+
+def meteor_from_statistics(statistics: np.ndarray) -> np.ndarray:
+    """METEOR of each row of summed statistics ``(B, 23)`` (`parse_statistics`), as the jar scores them.
+
+    P = sum_i w_i (delta m_i(h_content) + (1 - delta) m_i(h_function)) / (delta |h_content| + (1 - delta)
+    |h_function|), R likewise over the reference, Fmean = P R / (alpha P + (1 - alpha) R), penalty = gamma
+    (chunks / mean matched words)^beta, METEOR = (1 - penalty) Fmean; 0 without matches.
+    """
+    alpha, beta, gamma, delta = METEOR_PARAMETERS
+    s = np.atleast_2d(statistics)
+    weights = np.asarray(METEOR_STAGE_WEIGHTS)
+    stages = s[:, 4:20].reshape(len(s), 4, 4)  # per stage: hyp content, ref content, hyp function, ref function
+
+    def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+        return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+
+    precision = ratio((weights * (delta * stages[..., 0] + (1 - delta) * stages[..., 2])).sum(-1),
+                      delta * (s[:, 0] - s[:, 2]) + (1 - delta) * s[:, 2])
+    recall = ratio((weights * (delta * stages[..., 1] + (1 - delta) * stages[..., 3])).sum(-1),
+                   delta * (s[:, 1] - s[:, 3]) + (1 - delta) * s[:, 3])
+    fmean = ratio(precision * recall, alpha * precision + (1 - alpha) * recall)
+    matched = (s[:, 21] + s[:, 22]) / 2
+    perfect = (s[:, 21] == s[:, 0]) & (s[:, 22] == s[:, 1]) & (s[:, 20] == 1)
+    fragmentation = np.where(perfect, 0.0, ratio(s[:, 20], matched))
+    return (1 - gamma * fragmentation**beta) * fmean
 
 
 def meteor(
@@ -159,7 +186,7 @@ def meteor(
 
     Needs pycocoevalcap (for the jar) and Java. `java` is the executable (default: ``java`` on PATH), `memory`
     the JVM heap (``-Xmx``), `timeout` the seconds after which the JVM is stopped and an error raised. Pass a
-    list as `statistics` to receive the per-item statistics lines (for `meteor_aggregate`).
+    list as `statistics` to receive the per-item statistics lines (for `parse_statistics`).
     """
     predictions, reference_lists = as_reference_lists(predictions, references)
     if not predictions:

@@ -13,12 +13,12 @@ is built from, and `corpus(weights)` returns the corpus score of each weight row
 - Label metrics (clinical efficacy, F1-CheXbert): TP/FP/FN per study and observation; micro, macro and
   example-based P/R/F1 from the weighted sums.
 - Mean metrics (ROUGE-L, BERTScore, F1-RadGraph, RaTEScore): the weighted mean of the per-study scores.
-- METEOR: the jar's per-study sufficient statistics, aggregated by the jar itself (one ``EVAL`` per row).
+- METEOR: the jar's per-study sufficient statistics, summed and scored with the jar's formula (tested equal to
+  the jar's own aggregate).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -273,37 +273,30 @@ class LabelStatistics:
 
 @dataclass
 class MeteorStatistics:
-    """The METEOR jar's sufficient statistics per study; corpus scores come from the jar's own ``EVAL``."""
+    """The METEOR jar's sufficient statistics per study (`hf_rrg.metrics.meteor.parse_statistics`); a weighting's
+    corpus METEOR applies the jar's formula to the weighted sums (`meteor_from_statistics`), no JVM needed."""
 
     lines: list[str]
-    java: str | None = None
-    memory: str = "2G"
-    timeout: float = 600.0
     names: tuple[str, ...] = ("meteor",)
     n_rows: int = field(init=False)
 
     def __post_init__(self) -> None:
+        from .meteor import parse_statistics
+
+        self._statistics = parse_statistics(self.lines)
         self.n_rows = len(self.lines)
 
     def corpus(self, weights: np.ndarray) -> dict[str, np.ndarray]:
-        from .meteor import meteor_aggregate
+        from .meteor import meteor_from_statistics
 
         weights = _check_weights(weights, self.n_rows)
-        counts = np.rint(weights).astype(np.int64)
-        if not np.array_equal(counts, weights) or (counts < 0).any():
-            raise ValueError("METEOR aggregates whole studies: weights must be non-negative integers")
-        rows = [np.repeat(np.arange(self.n_rows), row) for row in counts]
-        return {"meteor": meteor_aggregate(self.lines, rows, java=self.java, memory=self.memory, timeout=self.timeout)}
+        return {"meteor": meteor_from_statistics(weights @ self._statistics)}
 
 
 def point_estimates(statistics: Sequence[FamilyStatistics], n_rows: int) -> dict[str, float]:
     """Corpus scores of every family on all `n_rows` studies (weight 1 each)."""
     ones = np.ones((1, n_rows))
     return {name: float(value[0]) for family in statistics for name, value in family.corpus(ones).items()}
-
-
-def finite(value: float) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 __all__ = [
