@@ -136,8 +136,11 @@ def front_matter(
     return meta
 
 
-def results_table(test: Mapping[str, float], validation: Mapping[str, float]) -> str:
-    """Markdown table of the measured scores (test, and validation of the selected checkpoint when recorded)."""
+def results_table(
+    test: Mapping[str, float], validation: Mapping[str, float], intervals: Mapping[str, Any] | None = None
+) -> str:
+    """Markdown table of the measured scores (test, and validation of the selected checkpoint when recorded);
+    a test score with a bootstrap interval in `intervals` (metrics.json ``test_ci``) shows it: ``0.1234 [0.11, 0.14]``."""
     if not test and not validation:
         return "_No measured results were recorded with this model (no `metrics.json` in the run folder)._"
     keys = list(test) + [key for key in validation if key not in test]
@@ -145,15 +148,27 @@ def results_table(test: Mapping[str, float], validation: Mapping[str, float]) ->
     rule = "|---|---:|" + ("---:|" if validation else "")
     rows = [header, rule]
     for key in keys:
-        row = f"| {metric_label(key)[1]} | {_fmt(test.get(key))} |"
+        row = f"| {metric_label(key)[1]} | {_fmt(test.get(key))}{_fmt_interval((intervals or {}).get(key))} |"
         if validation:
             row += f" {_fmt(validation.get(key))} |"
         rows.append(row)
+    shown = [intervals[key] for key in test if _fmt_interval((intervals or {}).get(key))]
+    if shown:
+        level = f"{100 * float(shown[0]['level']):g}% " if shown[0].get("level") else ""
+        rows.append(f"\nIn brackets: the {level}bootstrap confidence interval over the test studies "
+                    "(`hf-rrg evaluate --ci`).")
     return "\n".join(rows)
 
 
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
+
+
+def _fmt_interval(interval: Any) -> str:
+    """`` [low, high]`` of a ``{"low", "high"}`` record; empty when there is none."""
+    if not isinstance(interval, Mapping) or not {"low", "high"} <= set(interval):
+        return ""
+    return f" [{float(interval['low']):.4f}, {float(interval['high']):.4f}]"
 
 # (row label, config attributes shown as "a / b / ...") of the card's model details table.
 MODEL_DETAIL_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -199,7 +214,7 @@ def card_context(
         "method_title": METHOD_TITLES.get(method, method),
         "dataset": dataset or "unknown",
         "dataset_name": DATASETS.get(dataset or "", dataset or "not recorded"),
-        "results_table": results_table(run.test_metrics, run.validation_metrics),
+        "results_table": results_table(run.test_metrics, run.validation_metrics, run.metrics.get("test_ci")),
         "training_config": training,
         "model_details": details_table,
         "hf_rrg_version": hf_rrg.__version__,

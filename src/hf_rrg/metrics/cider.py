@@ -22,18 +22,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from .inputs import as_reference_lists
-from .ngrams import NgramEncoder, lookup, sorted_unique_counts
+from .ngrams import NgramCounts, NgramEncoder, lookup, sorted_unique_counts
 from .result import NLGScore
+from .statistics import CiderStatistics, IdfWeightedSums, sparse_matrix
 
 
-def _cider(
-    predictions: Sequence[str],
-    references: Sequence[str] | Sequence[Sequence[str]],
-    n: int,
-    sigma: float,
-    clipped: bool,
-) -> np.ndarray:
-    """Per-item CIDEr-D (``clipped=True``, with penalty and x10) or original CIDEr scores."""
+def _encode(
+    predictions: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]], n: int
+) -> tuple[NgramCounts, NgramCounts, np.ndarray, np.ndarray, int]:
+    """n-gram counts of hypotheses and references, the item of each reference, references per item, #grams."""
     predictions, reference_lists = as_reference_lists(predictions, references)
     n_items = len(predictions)
     if n_items == 0:
@@ -44,6 +41,28 @@ def _cider(
     hyp, ref = NgramEncoder(n).encode([hyp_tokens, ref_tokens])
     item_of_ref = np.repeat(np.arange(n_items, dtype=np.int64), ref_counts)
     n_grams = int(max(hyp.gram.max(initial=0), ref.gram.max(initial=0))) + 1
+    return hyp, ref, item_of_ref, ref_counts, n_grams
+
+
+def _length_penalty(hyp: NgramCounts, ref: NgramCounts, item_of_ref: np.ndarray, sigma: float) -> np.ndarray:
+    """CIDEr-D's Gaussian penalty per reference; lengths are bigram counts, as pycocoevalcap counts them."""
+    hyp_length = np.maximum(hyp.lengths - 1, 0)
+    ref_length = np.maximum(ref.lengths - 1, 0)
+    delta = (hyp_length[item_of_ref] - ref_length).astype(np.float64)
+    return np.e ** (-(delta**2) / (2 * sigma**2))
+
+
+def _cider(
+    predictions: Sequence[str],
+    references: Sequence[str] | Sequence[Sequence[str]],
+    n: int,
+    sigma: float,
+    clipped: bool,
+) -> np.ndarray:
+    """Per-item CIDEr-D (``clipped=True``, with penalty and x10) or original CIDEr scores."""
+    hyp, ref, item_of_ref, ref_counts, n_grams = _encode(predictions, references, n)
+    n_items = len(ref_counts)
+    n_refs = len(item_of_ref)
 
     # Document frequency: the number of items whose references contain each n-gram.
     item_gram, _ = sorted_unique_counts(item_of_ref[ref.sentence] * n_grams + ref.gram)
@@ -56,7 +75,6 @@ def _cider(
     hyp_norm = np.sqrt(
         np.bincount(hyp.sentence * n + hyp.order, weights=hyp_weight**2, minlength=n_items * n)
     ).reshape(n_items, n)
-    n_refs = len(ref_tokens)
     ref_norm = np.sqrt(
         np.bincount(ref.sentence * n + ref.order, weights=ref_weight**2, minlength=n_refs * n)
     ).reshape(n_refs, n)
@@ -71,10 +89,7 @@ def _cider(
     nonzero = norms != 0
     similarity[nonzero] /= norms[nonzero]
     if clipped:
-        hyp_length = np.maximum(hyp.lengths - 1, 0)  # pycocoevalcap's length: the number of bigrams
-        ref_length = np.maximum(ref.lengths - 1, 0)
-        delta = (hyp_length[item_of_ref] - ref_length).astype(np.float64)
-        similarity *= (np.e ** (-(delta**2) / (2 * sigma**2)))[:, None]
+        similarity *= _length_penalty(hyp, ref, item_of_ref, sigma)[:, None]
 
     per_item = np.zeros((n_items, n))
     np.add.at(per_item, item_of_ref, similarity)
@@ -99,3 +114,56 @@ def cider_original(
     """Corpus original CIDEr (key ``cider``; no clipping, no length penalty, no x10) and per-item scores."""
     scores = _cider(predictions, references, n, 0.0, clipped=False)
     return NLGScore(corpus={"cider": float(np.mean(scores))}, per_item={"cider": scores})
+
+
+def cider_statistics(
+    predictions: Sequence[str],
+    references: Sequence[str] | Sequence[Sequence[str]],
+    n: int = 4,
+    sigma: float = 6.0,
+    clipped: bool = True,
+) -> CiderStatistics:
+    """Per-study statistics of CIDEr-D (``clipped``) or original CIDEr, for corpus scores of resampled sets.
+
+    Document frequencies are *not* fixed here: `CiderStatistics.corpus` recomputes them for every weight row.
+    """
+    predictions, reference_lists = as_reference_lists(predictions, references)
+    hyp, ref, item_of_ref, ref_counts, n_grams = _encode(predictions, reference_lists, n)
+    n_items, n_refs = len(ref_counts), len(item_of_ref)
+    # Studies with the same references form one group (a study and its copy when two systems are compared).
+    groups: dict[tuple[str, ...], int] = {}
+    group_of_row = np.array([groups.setdefault(tuple(refs), len(groups)) for refs in reference_lists], dtype=np.int64)
+    n_groups = len(groups)
+    group_gram, _ = sorted_unique_counts(group_of_row[item_of_ref[ref.sentence]] * n_grams + ref.gram)
+    gram_of_pair, group_of_pair = group_gram % n_grams, group_gram // n_grams
+    document_frequency = np.bincount(gram_of_pair, minlength=n_grams)
+    owner = np.full(n_grams, -1, dtype=np.int64)  # the one group whose references hold the gram
+    single = document_frequency[gram_of_pair] == 1
+    owner[gram_of_pair[single]] = group_of_pair[single]
+    shared_grams = np.flatnonzero(document_frequency > 1)
+    shared_index = np.full(n_grams, -1, dtype=np.int64)
+    shared_index[shared_grams] = np.arange(len(shared_grams))
+    shared_has = sparse_matrix(shared_index[gram_of_pair[~single]], group_of_pair[~single],
+                               np.ones(int((~single).sum())), (max(len(shared_grams), 1), n_groups))
+
+    def sums(rows: np.ndarray, grams: np.ndarray, values: np.ndarray, n_rows: int) -> IdfWeightedSums:
+        return IdfWeightedSums.build(rows, grams, values.astype(np.float64), n_rows, owner, shared_index, n_groups)
+
+    hyp_key = hyp.sentence * n_grams + hyp.gram
+    matched = lookup(hyp_key, hyp.count, item_of_ref[ref.sentence] * n_grams + ref.gram, missing=0)
+    product = np.minimum(matched, ref.count) * ref.count if clipped else matched * ref.count
+    keep = product != 0
+    penalty = _length_penalty(hyp, ref, item_of_ref, sigma) if clipped else np.ones(n_refs)
+    return CiderStatistics(
+        name="cider_d" if clipped else "cider",
+        n=n,
+        group_of_row=group_of_row,
+        shared_has=shared_has,
+        numerator=sums((ref.sentence * n + ref.order)[keep], ref.gram[keep], product[keep], n_refs * n),
+        hyp_square=sums(hyp.sentence * n + hyp.order, hyp.gram, hyp.count**2, n_items * n),
+        ref_square=sums(ref.sentence * n + ref.order, ref.gram, ref.count**2, n_refs * n),
+        item_of_ref=item_of_ref,
+        penalty=penalty,
+        ref_counts=ref_counts,
+        scale=10.0 if clipped else 1.0,
+    )

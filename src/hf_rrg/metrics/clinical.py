@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from ..labeling.observations import OBSERVATIONS
+from .inputs import has_words
 
 CHEXPERT_OBSERVATIONS: tuple[str, ...] = tuple(OBSERVATIONS)
 
@@ -177,17 +178,10 @@ def default_labeler() -> Labeler:
     return CheXpertLabeler()
 
 
-def clinical_efficacy(
-    predictions: Sequence[str],
-    references: Sequence[str],
-    labeler: Labeler | None = None,
-    uncertain: int = 0,
-    zero_division: float = 0.0,
-) -> ClinicalEfficacy:
-    """Label predictions and references with `labeler` (default: `hf_rrg.labeling.CheXpertLabeler()`) and score.
-
-    Each prediction has one reference report here (CE compares two label vectors).
-    """
+def clinical_labels(
+    predictions: Sequence[str], references: Sequence[str], labeler: Labeler | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Checked label matrices of the predictions and of the references by `labeler` (default: our CheXpert one)."""
     predictions, references = list(predictions), list(references)
     if len(predictions) != len(references):
         raise ValueError(f"got {len(predictions)} predictions but {len(references)} references for CE")
@@ -198,4 +192,23 @@ def clinical_efficacy(
     source = type(labeler).__name__
     predicted = check_label_matrix(labeler.label_matrix(predictions), len(predictions), f"{source} (predictions)")
     reference = check_label_matrix(labeler.label_matrix(references), len(references), f"{source} (references)")
+    return predicted, reference
+
+
+def clinical_efficacy(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    labeler: Labeler | None = None,
+    uncertain: int = 0,
+    zero_division: float = 0.0,
+) -> ClinicalEfficacy:
+    """Label predictions and references with `labeler` (default: `hf_rrg.labeling.CheXpertLabeler()`) and score.
+
+    Each prediction has one reference report here (CE compares two label vectors). A reference with no words
+    is refused: a labeler would read it as "No Finding" and a normal prediction would score 1.0 against it.
+    """
+    for index, reference in enumerate(references):
+        if not has_words(reference):
+            raise ValueError(f"reference {index} has no words ({reference!r:.60}); CE needs a reference report")
+    predicted, reference = clinical_labels(predictions, references, labeler)
     return clinical_efficacy_from_labels(predicted, reference, uncertain=uncertain, zero_division=zero_division)

@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
+def has_words(text: str) -> bool:
+    """True when `text` holds at least one letter or digit (any script)."""
+    return any(character.isalnum() for character in text)
+
+
 def as_reference_lists(
     predictions: Sequence[str], references: Sequence[str] | Sequence[Sequence[str]]
 ) -> tuple[list[str], list[list[str]]]:

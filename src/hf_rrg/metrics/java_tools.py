@@ -6,6 +6,8 @@ import importlib.util
 import shutil
 from pathlib import Path
 
+from .errors import MetricFileMissingError, MetricPackageMissingError, MetricUnavailableError
+
 _INSTALL_HINT = "install it with `pip install pycocoevalcap` (the wheel ships the jar)"
 
 
@@ -13,12 +15,12 @@ def pycocoevalcap_file(*parts: str) -> Path:
     """A file inside the installed pycocoevalcap package; a clear error when the package or file is missing."""
     spec = importlib.util.find_spec("pycocoevalcap")
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"pycocoevalcap is not installed, and {'/'.join(parts)} comes from it: {_INSTALL_HINT}")
+        raise MetricPackageMissingError(f"pycocoevalcap is not installed, and {'/'.join(parts)} comes from it: {_INSTALL_HINT}")
     for location in spec.submodule_search_locations:
         candidate = Path(location).joinpath(*parts)
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
+    raise MetricFileMissingError(
         f"{'/'.join(parts)} is missing from the installed pycocoevalcap "
         f"({list(spec.submodule_search_locations)}); reinstall it: `pip install --force-reinstall pycocoevalcap`"
     )
@@ -28,7 +30,7 @@ def meteor_jar() -> Path:
     """Path of ``meteor-1.5.jar`` (its ``data/paraphrase-en.gz`` must sit beside it)."""
     jar = pycocoevalcap_file("meteor", "meteor-1.5.jar")
     if not (jar.parent / "data" / "paraphrase-en.gz").is_file():
-        raise FileNotFoundError(f"METEOR's paraphrase table {jar.parent / 'data' / 'paraphrase-en.gz'} is missing; {_INSTALL_HINT}")
+        raise MetricFileMissingError(f"METEOR's paraphrase table {jar.parent / 'data' / 'paraphrase-en.gz'} is missing; {_INSTALL_HINT}")
     return jar
 
 
@@ -41,7 +43,7 @@ def java_executable(java: str | None = None) -> str:
     """The Java executable to run (`java` if given, else the one on PATH); a clear error when there is none."""
     found = shutil.which(java or "java")
     if found is None:
-        raise RuntimeError(
+        raise MetricUnavailableError(
             f"Java was not found ({java or 'java'!r} is not on PATH). METEOR and the PTB tokenizer run Java jars: "
             "install a Java runtime (8 or newer, e.g. `apt-get install default-jre-headless`) or pass its path."
         )

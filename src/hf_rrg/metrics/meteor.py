@@ -99,6 +99,80 @@ class _MeteorProcess:
         self.stderr.close()
 
 
+def _run_lines(jvm: _MeteorProcess, lines: list[str], replies: list[int], what: str) -> list[list[str]]:
+    """Send `lines` to the jar (a writer thread) and read `replies[i]` lines back for each; closes stdin."""
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        _write_lines(jvm.process.stdin, lines, errors)
+        try:
+            jvm.process.stdin.close()
+        except OSError:
+            pass
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    answers = [[jvm.read_line(f"{what} {index}") for _ in range(count)] for index, count in enumerate(replies)]
+    writer.join()
+    if errors:
+        raise jvm.failure(what)
+    return answers
+
+
+def _evaluate(jvm: _MeteorProcess, statistics: list[str], rows: Sequence[np.ndarray]) -> list[list[float]]:
+    lines = ["EVAL ||| " + " ||| ".join(statistics[i] for i in row) for row in rows]
+    answers = _run_lines(jvm, lines, [len(row) + 1 for row in rows], "evaluating set")
+    try:
+        return [[float(value) for value in answer] for answer in answers]
+    except ValueError as error:
+        raise RuntimeError(f"METEOR returned a line that is not a score: {error}") from None
+
+
+# METEOR 1.5's English parameters (Denkowski & Lavie, 2014): alpha, beta, gamma, delta, and the weights of the
+# exact, stem, synonym and paraphrase matching stages. The jar runs with them (``-l en``, default task).
+METEOR_PARAMETERS = (0.85, 0.20, 0.60, 0.75)
+METEOR_STAGE_WEIGHTS = (1.0, 0.60, 0.80, 0.60)
+
+
+def parse_statistics(lines: Sequence[str]) -> np.ndarray:
+    """The jar's statistics lines as an ``(N, 23)`` array: hypothesis and reference length, their function-word
+    counts, per stage (exact, stem, synonym, paraphrase) the matched content and function words of hypothesis
+    and reference, the number of chunks, and the matched words of hypothesis and reference. A perfect match
+    (every word matched in one chunk) gets 0 chunks, as the jar does before it sums statistics."""
+    statistics = np.array([[float(value) for value in line.split()] for line in lines], dtype=np.float64)
+    if statistics.ndim != 2 or statistics.shape[1] != 23:
+        raise ValueError(f"METEOR statistics lines must hold 23 numbers; got shape {statistics.shape}")
+    perfect = (statistics[:, 21] == statistics[:, 0]) & (statistics[:, 22] == statistics[:, 1]) & (statistics[:, 20] == 1)
+    statistics[perfect, 20] = 0
+    return statistics
+
+
+def meteor_from_statistics(statistics: np.ndarray) -> np.ndarray:
+    """METEOR of each row of summed statistics ``(B, 23)`` (`parse_statistics`), as the jar scores them.
+
+    P = sum_i w_i (delta m_i(h_content) + (1 - delta) m_i(h_function)) / (delta |h_content| + (1 - delta)
+    |h_function|), R likewise over the reference, Fmean = P R / (alpha P + (1 - alpha) R), penalty = gamma
+    (chunks / mean matched words)^beta, METEOR = (1 - penalty) Fmean; 0 without matches.
+    """
+    alpha, beta, gamma, delta = METEOR_PARAMETERS
+    s = np.atleast_2d(statistics)
+    weights = np.asarray(METEOR_STAGE_WEIGHTS)
+    stages = s[:, 4:20].reshape(len(s), 4, 4)  # per stage: hyp content, ref content, hyp function, ref function
+
+    def ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+        return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+
+    precision = ratio((weights * (delta * stages[..., 0] + (1 - delta) * stages[..., 2])).sum(-1),
+                      delta * (s[:, 0] - s[:, 2]) + (1 - delta) * s[:, 2])
+    recall = ratio((weights * (delta * stages[..., 1] + (1 - delta) * stages[..., 3])).sum(-1),
+                   delta * (s[:, 1] - s[:, 3]) + (1 - delta) * s[:, 3])
+    fmean = ratio(precision * recall, alpha * precision + (1 - alpha) * recall)
+    matched = (s[:, 21] + s[:, 22]) / 2
+    perfect = (s[:, 21] == s[:, 0]) & (s[:, 22] == s[:, 1]) & (s[:, 20] == 1)
+    fragmentation = np.where(perfect, 0.0, ratio(s[:, 20], matched))
+    return (1 - gamma * fragmentation**beta) * fmean
+
+
 def meteor(
     predictions: Sequence[str],
     references: Sequence[str] | Sequence[Sequence[str]],
@@ -106,11 +180,13 @@ def meteor(
     java: str | None = None,
     memory: str = "2G",
     timeout: float = 600.0,
+    statistics: list[str] | None = None,
 ) -> NLGScore:
     """Corpus METEOR 1.5 (key ``meteor``) and per-item scores, as pycocoevalcap's `Meteor().compute_score`.
 
     Needs pycocoevalcap (for the jar) and Java. `java` is the executable (default: ``java`` on PATH), `memory`
-    the JVM heap (``-Xmx``), `timeout` the seconds after which the JVM is stopped and an error raised.
+    the JVM heap (``-Xmx``), `timeout` the seconds after which the JVM is stopped and an error raised. Pass a
+    list as `statistics` to receive the per-item statistics lines (for `parse_statistics`).
     """
     predictions, reference_lists = as_reference_lists(predictions, references)
     if not predictions:
@@ -121,20 +197,13 @@ def meteor(
         errors: list[BaseException] = []
         writer = threading.Thread(target=_write_lines, args=(jvm.process.stdin, lines, errors), daemon=True)
         writer.start()
-        statistics = [jvm.read_line(f"scoring item {index}") for index in range(len(lines))]
+        item_statistics = [jvm.read_line(f"scoring item {index}") for index in range(len(lines))]
         writer.join()
         if errors:
             raise jvm.failure("receiving the items")
-        try:
-            jvm.process.stdin.write(("EVAL ||| " + " ||| ".join(statistics) + "\n").encode())
-            jvm.process.stdin.close()
-        except (BrokenPipeError, OSError):
-            raise jvm.failure("receiving the EVAL request") from None
-        try:
-            item_scores = np.array([float(jvm.read_line("evaluating")) for _ in lines])
-            corpus = float(jvm.read_line("evaluating the corpus"))
-        except ValueError as error:
-            raise RuntimeError(f"METEOR returned a line that is not a score: {error}") from None
+        values = _evaluate(jvm, item_statistics, [np.arange(len(lines))])[0]
     finally:
         jvm.close()
-    return NLGScore(corpus={"meteor": corpus}, per_item={"meteor": item_scores})
+    if statistics is not None:
+        statistics.extend(item_statistics)
+    return NLGScore(corpus={"meteor": values[-1]}, per_item={"meteor": np.array(values[:-1])})

@@ -4,7 +4,8 @@ A protocol is explicit because it changes the numbers (see docs/metrics.md):
 
 - ``default``: references are cleaned but never truncated. With a tokenizer, both sides are cleaned with
   the tokenizer's cleaner preset (no `<unk>` mapping); with `cleaner=`, with that preset; with neither,
-  texts are only whitespace-normalised. `evaluate_reports(..., ptb=True)` then applies pycocoevalcap's
+  texts are scored exactly as given, as pycocoevalcap's scorers would score them (its ROUGE-L splits on single
+  spaces, so a double space is an empty token; BLEU and CIDEr split on any whitespace). `evaluate_reports(..., ptb=True)` then applies pycocoevalcap's
   PTB tokenizer (Java) to the scored strings.
 - ``r2gen``: what the R2Gen family (R2Gen, R2GenCMN, XProNet, ITHN) scores: cleaned, vocabulary-mapped
   strings (out-of-vocabulary words become the tokenizer's unk token), references cut to
@@ -33,10 +34,6 @@ def load_tokenizer(tokenizer: Any) -> Any:
     if not path.is_dir():
         raise FileNotFoundError(f"tokenizer directory {path} does not exist; pass the folder a tokenizer was saved to")
     return RRGTokenizer.from_pretrained(str(path))
-
-
-def _whitespace(text: str) -> str:
-    return " ".join(text.split())
 
 
 def prepare_texts(
@@ -77,7 +74,7 @@ def prepare_texts(
         preset = cleaner if cleaner is not None else getattr(tokenizer, "cleaner", None)
 
     def clean(text: str) -> str:
-        return clean_report(text, preset) if preset is not None else _whitespace(text)
+        return clean_report(text, preset) if preset is not None else text
 
     preds = [clean(text) for text in predictions]
     refs = [[clean(text) for text in item] for item in references]
