@@ -27,9 +27,12 @@ _COMMAND_MODULES = (
     "hf_rrg.asgk.commands",
 )
 
+from .metrics.errors import MetricUnavailableError
+
 # Errors about the input, reported as one line. ValueError covers hf-rrg's own errors (ConfigError,
-# ImageLoadError, TextEncodingError, ...); OSError covers missing, existing or unreadable files and a full disk.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError)
+# ImageLoadError, TextEncodingError, ...); OSError covers missing, existing or unreadable files and a full disk;
+# MetricUnavailableError a metric that cannot run here (no Java, a learned metric's package or weights missing).
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ImportError, MetricUnavailableError)
 _DEBUG_HELP = "show the full traceback of an error (for bug reports)"
 
 
