@@ -10,6 +10,7 @@ import sys
 # Keep the modules light to import: heavy imports belong inside the command functions.
 _COMMAND_MODULES = (
     "hf_rrg.coatt.commands",
+    "hf_rrg.convert.commands",
     "hf_rrg.data.commands",
     "hf_rrg.dcrrg.commands",
     "hf_rrg.hub.commands",

@@ -61,6 +61,7 @@ def export_model(
     repo_id: str | None = None,
     license: str = "other",
     overwrite: bool = False,
+    provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Export `source` (a run folder with ``model/``, ``metrics.json`` and its training config, or a model folder)
     to `out_dir` as a self-contained Hub model repository; returns `out_dir`.
@@ -71,6 +72,7 @@ def export_model(
         repo_id: ``org/name`` the folder will be pushed to; used in the card's usage examples.
         license: Hub licence identifier for the card metadata (default ``other``: the training data's terms apply).
         overwrite: replace a non-empty `out_dir` (otherwise that is an error).
+        provenance: where converted weights came from (`hf-rrg convert`): shown in the card and its metadata.
     """
     out_dir = Path(out_dir)
     run = read_run(source)
@@ -89,7 +91,7 @@ def export_model(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.export-", dir=out_dir.parent))
     try:
-        _write_repo(run, staging, name, repo_id, license)
+        _write_repo(run, staging, name, repo_id, license, provenance)
         if out_dir.exists():
             shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
         staging.rename(out_dir)
@@ -99,7 +101,9 @@ def export_model(
     return out_dir
 
 
-def _write_repo(run: RunInfo, folder: Path, model_name: str, repo_id: str | None, license: str) -> None:
+def _write_repo(
+    run: RunInfo, folder: Path, model_name: str, repo_id: str | None, license: str, provenance: dict | None = None
+) -> None:
     steps = tqdm(total=5, desc="export", unit="step", leave=False, file=sys.stderr)
     model, processor = load_model_and_processor(run.model_dir)
     steps.update()
@@ -134,7 +138,9 @@ def _write_repo(run: RunInfo, folder: Path, model_name: str, repo_id: str | None
     if run.training_config_text is not None and run.training_config_file is not None:
         suffix = ".json" if run.training_config_file.suffix == ".json" else ".yaml"
         (folder / f"{TRAINING_CONFIG_NAME}{suffix}").write_text(run.training_config_text, encoding="utf-8")
-    card = render_model_card(run, model.config, model.generation_config, model_name, repo_id, license=license)
+    card = render_model_card(
+        run, model.config, model.generation_config, model_name, repo_id, license=license, provenance=provenance
+    )
     (folder / "README.md").write_text(card, encoding="utf-8")
     check_remote_code(folder)
     steps.update()
