@@ -206,7 +206,7 @@ def test_official_checkpoint_converts_to_the_same_model(case, tokens, annotation
     assert set(official) == official_keys(case)
     assert official[f"{ED}.logit.weight"].shape[0] == len(tokens) + 1  # id 0 + the official tokens
     method, sets = CASES[case][0], CASES[case][1]
-    converted = convert(method, path, annotation, overrides=SETS + sets).model
+    converted = convert(method, path, annotation, overrides=sets if case == "ithn" else SETS + sets).model
 
     # every tensor is the original's, except the ones conversion defines (set here as written in as_converted)
     expected = as_converted(model, vocab)
@@ -294,7 +294,7 @@ def test_wrong_vocabulary_size_names_both_sizes(cmn_state, annotation, tmp_path)
 def test_pickled_objects_are_refused_and_the_plain_extract_is_accepted(cmn_state, annotation, tmp_path) -> None:
     pickled = tmp_path / "model_iu_xray.pth"
     torch.save({"epoch": 3, "state_dict": cmn_state, "args": argparse.Namespace(dataset_name="iu_xray")}, pickled)
-    with pytest.raises(ValueError, match=r"pickles Python objects \(.*argparse\.Namespace.*\).*weights_only=True"
+    with pytest.raises(ValueError, match=r"(?s)pickles Python objects \(.*argparse\.Namespace.*\).*weights_only=True"
                                          r".*model_iu_xray\.state_dict\.pth"):  # fmt: skip
         load_official_checkpoint(pickled)
     # what the documented one-liner writes: {"state_dict": ...}; DataParallel's module. prefix is accepted too
@@ -418,3 +418,78 @@ def test_shipped_configs_are_the_conversion_starting_points() -> None:
                 model = data["model"].get("backbone_config", data["model"])
                 assert model["visual_backbone"] == "resnet101.tv_in1k", path.name
                 assert "max_length" not in data["generation"], path.name
+
+
+def test_predict_writes_a_split_for_evaluate(converted_folder, tmp_path, capsys) -> None:
+    from hf_rrg.data import load_builder
+    from hf_rrg.hub.loading import load_model_and_processor
+
+    out, _ = converted_folder
+    file = tmp_path / "predictions.jsonl"
+    assert main(["predict", "--model", str(out), "--dataset", "demo", "--split", "test", "--limit", "2",
+                 "--batch-size", "2", "--out", str(file)]) == 0  # fmt: skip
+    lines = [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines()]
+    data = load_builder("demo", split="test")[:2]  # columns as lists
+    model, processor = load_model_and_processor(out)
+    expected = processor.batch_decode(model.generate(**processor(images=data["images"])), skip_special_tokens=True)
+    assert [line["prediction"] for line in lines] == expected
+    assert [line["reference"] for line in lines] == data["report"] and [line["id"] for line in lines] == data["id"]
+    capsys.readouterr()
+    assert main(["evaluate", str(file), "--protocol", "r2gen", "--tokenizer", str(out), "--max-seq-length",
+                 str(MAX_LEN), "--metrics", "bleu", "--out", str(tmp_path / "scores.json")]) == 0  # fmt: skip
+    assert 0.0 <= json.loads((tmp_path / "scores.json").read_text())["scores"]["bleu_4"] <= 1.0
+
+
+def write_label_file(path: Path, rows: dict[str, list[int]], train: list[str]) -> Path:
+    """An hf-rrg XProNet label file (`hf_rrg.xpronet.labels` format) with the default 14 slots."""
+    from hf_rrg.modeling.configuration_xpronet import XPRONET_OBSERVATIONS
+
+    data = {"format": "hf-rrg/xpronet-labels/v1", "observation_names": list(XPRONET_OBSERVATIONS),
+            "policy": {"uncertain_as_positive": True, "no_positive_slot": "No Finding"},
+            "splits": {"train": train}, "labels": rows}  # fmt: skip
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_xpronet_prototype_file_and_label_prior(tokens, annotation, tmp_path) -> None:
+    model, vocab, path = official_checkpoint("xpronet", tokens, tmp_path / "full.pth")
+    state = load_official_checkpoint(path).state_dict
+    prototypes = state.pop(f"{ED}.protypes")
+    torch.save(prototypes.clone(), tmp_path / "init_prototypes.pt")  # the official init_prototypes.pt layout
+    save_trainer_checkpoint(state, tmp_path / "no_prototypes.pth")
+    # train split: slot 1 (Cardiomegaly) in 3 of 4 studies, slot 13 (No Finding) in 1 of 4; a test id is not counted
+    rows = {f"s{i}": [int(j == (1 if i < 3 else 13)) for j in range(14)] for i in range(4)}
+    rows["t0"] = [1] * 14
+    labels = write_label_file(tmp_path / "labels.json", rows, train=["s0", "s1", "s2", "s3"])
+    converted = convert("xpronet", tmp_path / "no_prototypes.pth", annotation, labels=labels,
+                        prototypes=tmp_path / "init_prototypes.pt", overrides=SETS + CASES["xpronet"][1])  # fmt: skip
+    network = converted.model.encoder.prototype_network
+    assert torch.equal(network.prototypes, model.encoder.prototype_network.prototypes)
+    prior = torch.full((14,), 1e-4)
+    prior[1], prior[13] = 0.75, 0.25
+    torch.testing.assert_close(network.label_head.bias, torch.log(prior / (1 - prior)))
+    assert (network.label_head.weight == 0).all()
+    labels_now = network.predict_labels(network.label_head(torch.randn(2, network.label_head.in_features)))
+    assert labels_now.tolist() == [[float(j == 1) for j in range(14)]] * 2  # the prior's majority: Cardiomegaly
+    assert converted.provenance["prototypes"]["file"] == "init_prototypes.pt"
+    with pytest.raises(ValueError, match="already holds its trained prototypes"):
+        convert("xpronet", path, annotation, prototypes=tmp_path / "init_prototypes.pt",
+                overrides=SETS + CASES["xpronet"][1])  # fmt: skip
+
+
+def test_predict_gives_reference_labels_to_xpronet(converted_folder, tmp_path) -> None:
+    from hf_rrg.data import load_builder
+    from hf_rrg.hub.loading import load_model_and_processor
+
+    out, _ = converted_folder
+    data = load_builder("demo", split="test")[:2]  # columns as lists
+    rows = {data["id"][0]: [int(j == 4) for j in range(14)], data["id"][1]: [int(j == 9) for j in range(14)]}
+    labels = write_label_file(tmp_path / "labels.json", rows, train=list(rows))
+    file = tmp_path / "predictions.jsonl"
+    assert main(["predict", "--model", str(out), "--dataset", "demo", "--limit", "2", "--batch-size", "2",
+                 "--labels", str(labels), "--out", str(file)]) == 0  # fmt: skip
+    model, processor = load_model_and_processor(out)
+    given = torch.tensor([rows[i] for i in data["id"]], dtype=torch.float32)
+    ids = model.generate(**processor(images=data["images"]), observation_labels=given)
+    expected = processor.batch_decode(ids, skip_special_tokens=True)
+    assert [json.loads(line)["prediction"] for line in file.read_text().splitlines()] == expected

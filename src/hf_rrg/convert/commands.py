@@ -1,5 +1,5 @@
 """`hf-rrg convert METHOD CHECKPOINT --annotation ANNOTATION.json --out DIR`: the authors' weights as an hf-rrg
-Hub folder."""
+Hub folder; `hf-rrg predict --model DIR --dataset NAME --out FILE`: its reports of a dataset split, for `evaluate`."""
 
 from __future__ import annotations
 
@@ -43,6 +43,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
     parser.set_defaults(func=_convert)
 
+    predict = subparsers.add_parser(
+        "predict",
+        help="write the reports of a dataset split with a saved or converted model (JSONL for `hf-rrg evaluate`)",
+        description="Generate a report for every study of a split with the model folder's generation settings and "
+        "write `id`, `prediction`, `reference` per line; score it with `hf-rrg evaluate FILE --protocol r2gen`.",
+    )
+    predict.add_argument("--model", type=Path, required=True, metavar="DIR", help="model folder (converted/exported)")
+    predict.add_argument("--dataset", required=True, help="builder name (iu_xray, mimic_cxr, demo, ...)")
+    predict.add_argument("--data-dir", type=Path, help="folder holding the dataset's source data")
+    predict.add_argument("--split", default="test", help="train, validation or test (default test)")
+    predict.add_argument("--out", type=Path, required=True, metavar="FILE", help="JSONL file to write")
+    predict.add_argument("--labels", type=Path, metavar="LABELS.json",
+                         help="XProNet: give the reference reports' labels (the paper's protocol) from this label file")
+    predict.add_argument("--num-beams", type=int, help="beam size (default: the model's generation_config.json)")
+    predict.add_argument("--max-new-tokens", type=int, help="longest report (default: the model's)")
+    predict.add_argument("--batch-size", type=int, default=8, help="studies generated together (default 8)")
+    predict.add_argument("--limit", type=int, help="only the first N studies (trials)")
+    predict.add_argument("--device", help="cpu, cuda, cuda:1, ... (default cpu)")
+    predict.set_defaults(func=_predict)
+
 
 def _convert(args: argparse.Namespace) -> int:
     from .writer import convert_checkpoint
@@ -57,4 +77,19 @@ def _convert(args: argparse.Namespace) -> int:
         raise ValueError(str(error)) from error
     print(f"Converted {args.checkpoint} ({args.method}, {args.dataset}) -> {out}")
     print(f"Generate a report: hf-rrg generate --model {out} IMAGE.png")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .predict import predict_split
+
+    overrides = {"num_beams": args.num_beams, "max_new_tokens": args.max_new_tokens}
+    out = predict_split(
+        args.model, args.dataset, args.out, data_dir=args.data_dir, split=args.split, labels=args.labels,
+        batch_size=args.batch_size, limit=args.limit, device=args.device,
+        generate_kwargs={key: value for key, value in overrides.items() if value is not None},
+    )  # fmt: skip
+    lines = sum(1 for _ in out.open(encoding="utf-8"))
+    print(f"Wrote {lines} reports of {args.dataset}/{args.split} to {out}")
+    print(f"Score them: hf-rrg evaluate {out} --protocol r2gen --tokenizer {args.model} --max-seq-length N")
     return 0

@@ -169,7 +169,11 @@ def build_model(output_type: str, model_settings: dict[str, Any], tokenizer: Any
                   unk_token_id=tokenizer.unk_token_id)  # fmt: skip
     if max_views is not None:
         kwargs["max_views"] = max_views
-    config = AutoConfig.for_model(output_type, **kwargs)
+    try:
+        config = AutoConfig.for_model(output_type, **kwargs)
+    except (AttributeError, TypeError) as error:
+        hint = " ITHN's backbone settings go under model.backbone_config.<name>." if output_type == "ithn" else ""
+        raise ValueError(f"the model settings do not build a {output_type} model ({error}).{hint}") from None
     return AutoModelForImageTextToText.from_config(config).eval()
 
 
