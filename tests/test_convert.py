@@ -93,6 +93,14 @@ CASES = {
         "model.backbone_config.topk=4", "model.embed_dim=16", "image_processor.eval_size=64"],
         lambda v: ITHNForConditionalGeneration(ITHNConfig(backbone_config=dict(
             model_type="r2gencmn", cmm_size=16, cmm_dim=32, topk=4, **SMALL), vocab_size=v, embed_dim=16))),
+    "ithn_xpronet": ("ithn", [f"model.backbone_config.{s.split('.', 1)[1]}" for s in SETS[:3]] + [
+        "model.backbone_config.prototype_visual_dim=8", "model.backbone_config.prototype_text_dim=8",
+        "model.backbone_config.prototype_top_k=3", "model.backbone_config.prototype_num_heads=4",
+        "model.embed_dim=16", "image_processor.eval_size=64"],
+        lambda v: ITHNForConditionalGeneration(ITHNConfig(backbone_config=dict(
+            model_type="xpronet", num_prototypes_per_class=2, prototype_visual_dim=8, prototype_text_dim=8,
+            prototype_top_k=3, prototype_num_heads=4, share_fusion_layer=False, **SMALL), vocab_size=v,
+            embed_dim=16))),
 }  # fmt: skip
 
 
@@ -160,12 +168,12 @@ def official_keys(case: str) -> set[str]:
         return keys
     keys |= {f"{M}.src_embed.0.pe"} | {f"{prefix}.cmn.linears.{j}.{p}" for prefix in (ED, M) for j in range(4)
                                        for p in WB}  # fmt: skip
-    if case == "xpronet":
+    if case in ("xpronet", "ithn_xpronet"):
         keys |= {f"{ED}.protypes"} | {f"{x}.{p}" for x in (f"{ED}.dim_reduction", f"{ED}.fuse_feature",
                                                             f"{M}.fuse_feature") for p in WB}  # fmt: skip
     else:
         keys |= {f"{ED}.memory_matrix"}
-    if case == "ithn":
+    if case.startswith("ithn"):
         keys |= {"img_projection.linear1.weight", "text_projection.linear1.weight", "temp_1", "temp_3"}
     return keys
 
@@ -206,7 +214,7 @@ def test_official_checkpoint_converts_to_the_same_model(case, tokens, annotation
     assert set(official) == official_keys(case)
     assert official[f"{ED}.logit.weight"].shape[0] == len(tokens) + 1  # id 0 + the official tokens
     method, sets = CASES[case][0], CASES[case][1]
-    converted = convert(method, path, annotation, overrides=sets if case == "ithn" else SETS + sets).model
+    converted = convert(method, path, annotation, overrides=sets if case.startswith("ithn") else SETS + sets).model
 
     # every tensor is the original's, except the ones conversion defines (set here as written in as_converted)
     expected = as_converted(model, vocab)
@@ -218,9 +226,9 @@ def test_official_checkpoint_converts_to_the_same_model(case, tokens, annotation
     backbone = backbone_of(model)
     ids = torch.tensor([[vocab.bos_token_id, 7, 12, 5, 30], [vocab.bos_token_id, 9, 4, 4, 21]])
     inputs = dict(pixels, decoder_input_ids=ids)
-    if case == "xpronet":
+    if case.endswith("xpronet"):
         inputs["observation_labels"] = torch.eye(14)[[2, 13]]
-    if case == "ithn":
+    if case.startswith("ithn"):
         inputs = dict(inputs, pixel_values=pixels["pixel_values"][:, :1], view_mask=pixels["view_mask"][:, :1])
     with torch.no_grad():
         original, new = backbone(**inputs).logits, backbone_of(converted)(**inputs).logits

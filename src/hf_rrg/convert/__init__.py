@@ -4,27 +4,37 @@ official vocabulary rebuilt and permuted into hf-rrg's layout, strict tensor-onl
 `convert_checkpoint(method, checkpoint, annotation, out_dir, ...)` is `hf-rrg convert`; `convert(...)` returns the
 model and processor without writing; `ours_to_official(model, key_map_for(model), vocabulary_map)` writes a model
 back in the official layout (what the official code would load).
+
+Names are imported lazily, so that `hf-rrg --help` (which registers `commands`) does not load torch.
 """
 
-from .checkpoint import OfficialCheckpoint, load_official_checkpoint
-from .key_maps import KeyMap, key_map_for
-from .state import official_to_ours, ours_to_official
-from .vocabulary import NEVER_LOGIT, VocabularyMap, official_tokens, tokenizer_for
-from .writer import Converted, convert, convert_checkpoint, read_train_reports
+from __future__ import annotations
 
-__all__ = [
-    "NEVER_LOGIT",
-    "Converted",
-    "KeyMap",
-    "OfficialCheckpoint",
-    "VocabularyMap",
-    "convert",
-    "convert_checkpoint",
-    "key_map_for",
-    "load_official_checkpoint",
-    "official_to_ours",
-    "official_tokens",
-    "ours_to_official",
-    "read_train_reports",
-    "tokenizer_for",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "OfficialCheckpoint": "checkpoint",
+    "load_official_checkpoint": "checkpoint",
+    "KeyMap": "key_maps",
+    "key_map_for": "key_maps",
+    "official_to_ours": "state",
+    "ours_to_official": "state",
+    "NEVER_LOGIT": "vocabulary",
+    "VocabularyMap": "vocabulary",
+    "official_tokens": "vocabulary",
+    "tokenizer_for": "vocabulary",
+    "Converted": "writer",
+    "convert": "writer",
+    "convert_checkpoint": "writer",
+    "read_train_reports": "writer",
+    "predict_split": "predict",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..modeling.configuration_xpronet import XPRONET_OBSERVATIONS
 from .checkpoint import OfficialCheckpoint, file_sha256, load_official_checkpoint
 from .key_maps import LABEL_PRIOR, key_map_for
 from .releases import DATASETS, METHODS, OFFICIAL_DIFFERENCES, RELEASES, check_choice, shipped_config_name
@@ -123,7 +124,7 @@ def conversion_settings(
     nested = settings["model"]["backbone_config"] if method == "ithn" else settings["model"]
     if observation_names is not None:
         nested["observation_names"] = list(observation_names)
-    num_observations = len(nested.get("observation_names") or ()) or 14
+    num_observations = len(nested.get("observation_names") or XPRONET_OBSERVATIONS)
     nested.update(inferred_sizes(backbone or method, state, num_observations))
     if (backbone or method) == "xpronet":
         nested["share_fusion_layer"] = False  # the official model has one fusion layer per modality
