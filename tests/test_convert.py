@@ -369,6 +369,7 @@ def test_converted_folder_generates_from_the_cli(converted_folder, shared_data, 
     assert meta["checkpoint_file"] == "model_iu_xray.pth" and meta["checkpoint_epoch"] == 17
     assert meta["official_code"] == "https://github.com/Markin-Wang/XProNet" and "ECCV 2022" in meta["paper"]
     assert "## Provenance" in card and "label head" in card
+    assert "trained on **IU X-Ray (Open-i, Indiana University)** by the authors' official code" in card
     config = json.loads((out / "config.json").read_text())
     assert config["share_fusion_layer"] is False and config["visual_backbone"] == "resnet18"
 

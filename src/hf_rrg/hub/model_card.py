@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -237,6 +238,8 @@ def render_model_card(
     converted weights (`provenance`) a provenance section and `converted_from` metadata."""
     method = getattr(config, "model_type", None)
     path = template_path(method, templates_dir)
+    if provenance and run.dataset is None and provenance.get("dataset"):
+        run = replace(run, metrics={**run.metrics, "dataset": provenance["dataset"]})
     context = card_context(run, config, generation_config, model_name, repo_id)
     usage = path.parent / f"{USAGE_TEMPLATE}.md"
     if not usage.is_file():  # it holds the intended use and the clinical disclaimer: never render without it
@@ -246,9 +249,15 @@ def render_model_card(
     meta = front_matter(model_name, method, run.test_metrics, run.dataset, license=license)
     if provenance:
         meta["converted_from"] = dict(provenance)
+        body = _CONVERTED_WORDING.sub(_CONVERTED_TEXT, body).replace("Trained and exported with", "Converted with")
         body = body.rstrip() + "\n\n" + provenance_section(provenance)
     header = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
     return f"---\n{header}---\n\n{body.lstrip()}"
+
+
+# The templates' "trained on **DATA** with `hf-rrg`" reads, for converted weights, as who trained them.
+_CONVERTED_WORDING = re.compile(r"\*\* with\s+`hf-rrg`")
+_CONVERTED_TEXT = "** by the authors' official code, converted with `hf-rrg convert`"
 
 
 def provenance_section(provenance: Mapping[str, Any]) -> str:
