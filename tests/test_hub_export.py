@@ -75,7 +75,7 @@ def test_export_writes_a_complete_hub_repo(exported):
     assert pipe["impl"] == "pipeline_rrg.RadiologyReportGenerationPipeline"
     assert pipe["pt"] == ["AutoModelForImageTextToText"]
     generation = json.loads((out / "generation_config.json").read_text())
-    assert generation["num_beams"] == 3 and generation["max_length"] == 30
+    assert generation["num_beams"] == 3 and generation["max_new_tokens"] == 30
     tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
     assert tokenizer_config["auto_map"]["AutoTokenizer"][0] == "tokenization_rrg.RRGTokenizer"
     processor_config = json.loads((out / "processor_config.json").read_text())

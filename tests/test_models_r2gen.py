@@ -158,10 +158,10 @@ def test_generation_with_and_without_cache_is_identical(kind: str, num_beams: in
     model = tiny_model(kind)
     cached = model.generate(**pixels, num_beams=num_beams, use_cache=True)
     recomputed = model.generate(**pixels, num_beams=num_beams, use_cache=False)
-    assert cached.shape[1] == 14  # max_length: every step of the cache is exercised
+    assert cached.shape[1] == 1 + 14  # <bos> + max_seq_length new tokens: every step of the cache is exercised
     assert len(set(cached[0].tolist())) > 3  # not one token repeated
     assert torch.equal(cached, recomputed)
-    assert model.generation_config.num_beams == 3 and model.generation_config.max_length == 14
+    assert model.generation_config.num_beams == 3 and model.generation_config.max_new_tokens == 14
 
 
 @pytest.mark.parametrize("kind", ["r2gen", "r2gencmn"])

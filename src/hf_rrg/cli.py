@@ -16,6 +16,7 @@ from collections.abc import Iterator
 # Keep the modules light to import: heavy imports belong inside the command functions.
 _COMMAND_MODULES = (
     "hf_rrg.coatt.commands",
+    "hf_rrg.convert.commands",
     "hf_rrg.data.commands",
     "hf_rrg.dcrrg.commands",
     "hf_rrg.hub.commands",

@@ -64,6 +64,7 @@ def export_model(
     repo_id: str | None = None,
     license: str = "other",
     overwrite: bool = False,
+    provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Export `source` (a run folder with ``model/``, ``metrics.json`` and its training config, or a model folder)
     to `out_dir` as a self-contained Hub model repository; returns `out_dir`.
@@ -75,6 +76,7 @@ def export_model(
         license: Hub licence identifier for the card metadata (default ``other``: the training data's terms apply).
         overwrite: replace a non-empty `out_dir`, which must then be a previous hf-rrg model export (it has
             ``hf_rrg_export.json``); a folder that is or contains the source is never replaced.
+        provenance: where converted weights came from (`hf-rrg convert`): shown in the card and its metadata.
 
     The folder is written beside `out_dir` and swapped in (`hf_rrg.export_folder`); its manifest
     ``hf_rrg_export.json`` and the card record the sha256 of every weight file, checked when the folder is loaded.
@@ -88,11 +90,13 @@ def export_model(
     default_name = (run.run_dir or out_dir).resolve().name
     name = model_name or (repo_id.split("/")[-1] if repo_id else default_name)
     with staged_folder(out_dir) as staging:
-        _write_repo(scrub_run(run), staging, name, repo_id, license)
+        _write_repo(scrub_run(run), staging, name, repo_id, license, provenance)
     return out_dir
 
 
-def _write_repo(run: RunInfo, folder: Path, model_name: str, repo_id: str | None, license: str) -> None:
+def _write_repo(
+    run: RunInfo, folder: Path, model_name: str, repo_id: str | None, license: str, provenance: dict | None = None
+) -> None:
     steps = tqdm(total=5, desc="export", unit="step", leave=False, file=sys.stderr)
     model, processor = load_model_and_processor(run.model_dir)
     steps.update()
@@ -128,7 +132,9 @@ def _write_repo(run: RunInfo, folder: Path, model_name: str, repo_id: str | None
         suffix = ".json" if run.training_config_file.suffix == ".json" else ".yaml"
         (folder / f"{TRAINING_CONFIG_NAME}{suffix}").write_text(run.training_config_text, encoding="utf-8")
     manifest = write_manifest(folder, EXPORT_KIND, folder.glob("*.safetensors"))
-    card = render_model_card(run, model.config, model.generation_config, model_name, repo_id, license=license)
+    card = render_model_card(
+        run, model.config, model.generation_config, model_name, repo_id, license=license, provenance=provenance
+    )
     (folder / "README.md").write_text(card + checksum_section(manifest["sha256"]), encoding="utf-8")
     check_remote_code(folder)
     steps.update()

@@ -28,7 +28,8 @@ def weight_files(model_dir: Path) -> list[Path]:
     if any(model_dir.glob("*.bin")) or any(model_dir.glob("*.pt")) or any(model_dir.glob("*.pth")):
         raise ValueError(
             f"{model_dir} holds pickled weights (*.bin/*.pt) but no {WEIGHTS_FILE}; hf-rrg loads safetensors only. "
-            "Re-save the model with `save_pretrained` (safetensors is the default)."
+            "Re-save the model with `save_pretrained` (safetensors is the default); an official R2Gen / R2GenCMN / "
+            "XProNet / ITHN checkpoint converts with `hf-rrg convert` (docs/reproduce.md)."
         )
     raise FileNotFoundError(
         f"{model_dir / WEIGHTS_FILE} is missing: the folder has no model weights. Point to the folder written by "

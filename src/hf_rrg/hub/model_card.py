@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -246,10 +247,14 @@ def render_model_card(
     repo_id: str | None = None,
     license: str = "other",
     templates_dir: Path | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> str:
-    """The full README.md of an exported model: YAML front matter + the method's template, filled in."""
+    """The full README.md of an exported model: YAML front matter + the method's template, filled in, and for
+    converted weights (`provenance`) a provenance section and `converted_from` metadata."""
     method = getattr(config, "model_type", None)
     path = template_path(method, templates_dir)
+    if provenance and run.dataset is None and provenance.get("dataset"):
+        run = replace(run, metrics={**run.metrics, "dataset": provenance["dataset"]})
     context = card_context(run, config, generation_config, model_name, repo_id)
     usage = path.parent / f"{USAGE_TEMPLATE}.md"
     if not usage.is_file():  # it holds the intended use and the clinical disclaimer: never render without it
@@ -257,8 +262,32 @@ def render_model_card(
     context["usage"] = render_template(usage.read_text(encoding="utf-8"), context, source=str(usage)).strip()
     body = render_template(path.read_text(encoding="utf-8"), context, source=str(path))
     meta = front_matter(model_name, method, run.test_metrics, run.dataset, license=license)
+    if provenance:
+        meta["converted_from"] = dict(provenance)
+        body = _CONVERTED_WORDING.sub(_CONVERTED_TEXT, body).replace("Trained and exported with", "Converted with")
+        body = body.rstrip() + "\n\n" + provenance_section(provenance)
     header = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
     return f"---\n{header}---\n\n{body.lstrip()}"
+
+
+# The templates' "trained on **DATA** with `hf-rrg`" reads, for converted weights, as who trained them.
+_CONVERTED_WORDING = re.compile(r"\*\* with\s+`hf-rrg`")
+_CONVERTED_TEXT = "** by the authors' official code, converted with `hf-rrg convert`"
+
+
+def provenance_section(provenance: Mapping[str, Any]) -> str:
+    """The card section of converted weights: what was converted, from where, and how (one row per fact)."""
+    rows = ["| | |", "|---|---|"]
+    for key, value in provenance.items():
+        shown = ", ".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, Mapping) else value
+        rows.append(f"| {key.replace('_', ' ')} | {str(shown).replace('|', '/')} |")
+    return (
+        "## Provenance\n\nThese weights are the authors' published checkpoint, converted by `hf-rrg convert` "
+        "(every tensor mapped, none left over; the vocabulary rebuilt from the annotation file as the official code "
+        "builds it). Measured scores of the converted model are not part of this card unless listed above.\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
 
 
 def read_front_matter(card: str) -> dict[str, Any]:

@@ -14,14 +14,18 @@ class RRGTransformerConfig(RRGConfig):
 
     Args:
         visual_backbone: timm model name of the visual extractor; its last feature map gives the patch tokens
-            (ResNet-101 at 224 px: 7x7x2048 -> 49 tokens per view; two IU X-Ray views -> 98 tokens).
+            (ResNet-101 at 224 px: 7x7x2048 -> 49 tokens per view; two IU X-Ray views -> 98 tokens). A pretrained
+            tag picks the ImageNet weights only: the official code's torchvision weights are
+            `resnet101.tv_in1k` (what the IU X-Ray / MIMIC-CXR configs name); plain `resnet101` is timm's default.
         visual_pretrained: load ImageNet weights into the backbone when a model is built *for training*
             (`model.load_pretrained_backbone()`, which hf-rrg's training calls); `from_pretrained` never does,
             the checkpoint holds the trained weights. R2Gen: True.
         visual_dropout: dropout after the patch projection Linear(2048 -> d_model) + ReLU (R2Gen `drop_prob_lm` 0.5).
         d_model, d_ff, num_layers, num_heads, dropout: Transformer size (R2Gen/R2GenCMN: 512, 512, 3, 8, 0.1).
-        max_seq_length: longest report in tokens, `<bos>` included (IU X-Ray 60, MIMIC-CXR 100); the default
-            `max_length` of generation (whose other defaults, e.g. beam size 3, live in `generation_config.json`).
+        max_seq_length: longest report in tokens, `<bos>` included (IU X-Ray 60, MIMIC-CXR 100): training targets
+            are cut to it. Generation writes up to `max_seq_length` tokens after `<bos>` by default
+            (`generation_config.max_new_tokens`), as the official beam search does; its other defaults (beam
+            size 3) live in `generation_config.json` too.
     """
 
     model_type = "rrg_transformer"

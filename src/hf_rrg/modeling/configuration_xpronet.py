@@ -56,8 +56,9 @@ class XProNetConfig(RRGTransformerConfig):
         prototype_weighting: how the γ selected similarities become weights. "softmax" (default): a softmax over
             the top-γ scaled dot products, what the official code does and what the reported numbers come from;
             "normalized": the paper's Eq. 11, each similarity (Eq. 10) divided by the sum of the γ selected ones.
-        share_fusion_layer: one FCN for the visual and the textual feature interaction (Eq. 14 writes the same FCN
-            for both) or one each (False).
+        share_fusion_layer: one FCN for the visual and the textual feature interaction (True: Eq. 14 writes the same
+            FCN for both) or one each (False, the default: the official code has two fusion layers, one for the
+            image patches and one for the words, and its published checkpoints need both).
         contrastive_margin: α, negative pairs count only above this cosine similarity (Eq. 17; official: 0.4).
         contrastive_theta: θ, the positive-pair target θ^(-h_d/h_t) (Eq. 17-18; §4 Fig. 6: 1.75).
         contrastive_improved: True uses θ^(-h_d/h_t) as the positive target (Eq. 17); False replaces it by 1
@@ -88,7 +89,7 @@ class XProNetConfig(RRGTransformerConfig):
         prototype_num_heads: int = 8,
         prototype_top_k: int = 15,
         prototype_weighting: str = "softmax",
-        share_fusion_layer: bool = True,
+        share_fusion_layer: bool = False,
         contrastive_margin: float = 0.4,
         contrastive_theta: float = 1.75,
         contrastive_improved: bool = True,

@@ -212,7 +212,7 @@ class ASGKForConditionalGeneration(RRGTransformerPreTrainedModel, GenerationMixi
         self.post_init()
         generation = self.generation_config
         generation.num_beams = 3
-        generation.max_length = config.max_seq_length
+        generation.max_new_tokens = config.max_seq_length  # words after <bos>, as the R2Gen family
         generation.decoder_start_token_id = config.bos_token_id
         generation.bos_token_id = config.bos_token_id
         generation.eos_token_id = config.eos_token_id

@@ -15,6 +15,7 @@ Reports enter and leave as the flat token ids every hf-rrg model uses (`<bos> w 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -269,7 +270,7 @@ class CoAttForConditionalGeneration(CoAttPreTrainedModel, GenerationMixin):
         self.post_init()
         generation = self.generation_config
         generation.num_beams = 1
-        generation.max_length = config.max_sentences * config.max_words_per_sentence + 2
+        generation.max_new_tokens = config.max_sentences * config.max_words_per_sentence + 1  # words + <eos>
         generation.decoder_start_token_id = config.bos_token_id
         generation.bos_token_id = config.bos_token_id
         generation.eos_token_id = config.eos_token_id
@@ -415,6 +416,7 @@ class CoAttForConditionalGeneration(CoAttPreTrainedModel, GenerationMixin):
         stop_threshold: float | None = None,
         num_beams: int | None = None,
         length_penalty: float | None = None,
+        max_new_tokens: int | None = None,
         max_length: int | None = None,
         do_sample: bool | None = None,
         generation_config: GenerationConfig | None = None,
@@ -427,14 +429,15 @@ class CoAttForConditionalGeneration(CoAttPreTrainedModel, GenerationMixin):
         sentence (log-probability / length**`length_penalty`) is kept and the next sentence starts from it.
 
         Defaults come from `generation_config` (else `self.generation_config`): `num_beams`, `length_penalty`,
-        `max_length` (total tokens, `<bos>`/`<eos>` included; longer reports are cut and closed with `<eos>`).
+        `max_new_tokens` (tokens after `<bos>`, `<eos>` included; longer reports are cut and closed with `<eos>`;
+        `max_length`, transformers' total length with `<bos>`, is `max_new_tokens + 1`).
         Returns (batch, length) ids `<bos> sentence .. sentence <eos>`, padded with `<pad>`.
         """
         settings = generation_config if generation_config is not None else self.generation_config
         beams = num_beams if num_beams is not None else getattr(settings, "num_beams", None) or 1
         penalty = length_penalty if length_penalty is not None else getattr(settings, "length_penalty", None)
         penalty = 1.0 if penalty is None else penalty
-        max_length = max_length if max_length is not None else getattr(settings, "max_length", None)
+        new_tokens = _new_token_budget(max_new_tokens, max_length, settings)
         if do_sample or getattr(settings, "do_sample", False):
             raise ValueError("CoAtt generate() decodes by beam search (num_beams=1: greedy); sampling is not supported.")
         if beams < 1:
@@ -446,7 +449,7 @@ class CoAttForConditionalGeneration(CoAttPreTrainedModel, GenerationMixin):
         if unknown:
             raise ValueError(
                 f"CoAtt generate() does not accept {unknown}; it takes pixel_values, view_mask, max_sentences, "
-                "max_words_per_sentence, stop_threshold, num_beams, length_penalty and max_length."
+                "max_words_per_sentence, stop_threshold, num_beams, length_penalty and max_new_tokens (or max_length)."
             )
         if pixel_values is None:
             raise ValueError("Pass `pixel_values` to generate().")
@@ -468,7 +471,7 @@ class CoAttForConditionalGeneration(CoAttPreTrainedModel, GenerationMixin):
             finished |= stop_logits.softmax(dim=-1)[:, 1] > threshold
             if finished.all():
                 break
-        return self._assemble(sentences, batch, encoded.regions.device, max_length)
+        return self._assemble(sentences, batch, encoded.regions.device, new_tokens)
 
     def decode_sentence(self, topic: torch.Tensor, max_words: int, num_beams: int = 1, length_penalty: float = 1.0) -> torch.Tensor:
         """The words of one sentence from its topic (§3.5): the word LSTM reads t^(s), then `<bos>`, then its own
@@ -507,10 +510,10 @@ class CoAttForConditionalGeneration(CoAttPreTrainedModel, GenerationMixin):
         return words.view(batch, num_beams, -1)[torch.arange(batch, device=device), best]
 
     def _assemble(
-        self, sentences: list[torch.Tensor], batch: int, device: torch.device, max_length: int | None = None
+        self, sentences: list[torch.Tensor], batch: int, device: torch.device, max_new_tokens: int | None = None
     ) -> torch.Tensor:
         """Join the sentences of every row (skipping pads, stopping at `<eos>`) into `<bos> ... <eos>` rows padded
-        with `<pad>`, at most `max_length` tokens long."""
+        with `<pad>`, with at most `max_new_tokens` tokens after `<bos>`."""
         config = self.config
         tokens = torch.cat(sentences, dim=1).tolist() if sentences else [[] for _ in range(batch)]
         rows = []
@@ -518,13 +521,25 @@ class CoAttForConditionalGeneration(CoAttPreTrainedModel, GenerationMixin):
             words = [t for t in row if t != config.pad_token_id]
             if config.eos_token_id in words:
                 words = words[: words.index(config.eos_token_id)]
-            if max_length is not None:
-                words = words[: max(max_length - 2, 0)]
+            if max_new_tokens is not None:
+                words = words[: max(max_new_tokens - 1, 0)]
             rows.append([config.bos_token_id, *words, config.eos_token_id])
         output = torch.full((batch, max(len(r) for r in rows)), config.pad_token_id, dtype=torch.long, device=device)
         for b, row in enumerate(rows):
             output[b, : len(row)] = torch.tensor(row, dtype=torch.long, device=device)
         return output
+
+
+def _new_token_budget(max_new_tokens: int | None, max_length: int | None, settings: Any) -> int | None:
+    """Tokens allowed after `<bos>`: `max_new_tokens`, else `max_length - 1` (transformers counts the start
+    token), from the call first, then from the generation settings; None when nothing caps the report."""
+    stored = (getattr(settings, "max_new_tokens", None), getattr(settings, "max_length", None))
+    for new, total in ((max_new_tokens, max_length), stored):
+        if new is not None:
+            return int(new)
+        if total is not None:
+            return int(total) - 1
+    return None
 
 
 def normalized_tag_loss(tag_logits: torch.Tensor, tag_labels: torch.Tensor) -> torch.Tensor:

@@ -144,7 +144,11 @@ class CrossModalPrototypeNetwork(nn.Module):
         nn.init.normal_(self.prototypes, 0.0, 1.0 / self.prototypes.size(-1))
 
     def reset_rrg_parameters(self) -> None:
+        """As the official code: xavier on the querying's matrices and on the text FCN (a layer of its Transformer),
+        PyTorch's default on W_pv, the visual FCN and the label head."""
         _xavier_matrices(self.querying)
+        if self.text_fusion is not None:
+            _xavier_matrices(self.text_fusion)
         self.reset_prototypes()
 
     @torch.no_grad()

@@ -204,7 +204,9 @@ class RRGTransformerPreTrainedModel(PreTrainedModel):
         self.post_init()
         generation = self.generation_config
         generation.num_beams = 3  # R2Gen / R2GenCMN beam size
-        generation.max_length = self.config.max_seq_length
+        # The official beam search writes up to max_seq_length words after <bos>; transformers' `max_length` would
+        # count the decoder start token too (one word fewer), so the default is set in new tokens.
+        generation.max_new_tokens = self.config.max_seq_length
         generation.decoder_start_token_id = self.config.bos_token_id
         generation.bos_token_id = self.config.bos_token_id
         generation.eos_token_id = self.config.eos_token_id
@@ -217,6 +219,16 @@ class RRGTransformerPreTrainedModel(PreTrainedModel):
         reset = getattr(module, "reset_rrg_parameters", None) or getattr(module, "reset_parameters", None)
         if reset is not None:
             reset()
+
+    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False) -> None:
+        """transformers 5 marks a module of custom (and remote) code as initialised without calling `_init_weights`
+        when it holds no parameter of its own, so a container's `reset_rrg_parameters` (the official xavier
+        initialisation of a whole encoder or decoder) would never run. Such containers go through `_init_weights`
+        regardless; they initialise with `torch.nn.init` functions, which `initialize_weights` guards so that
+        weights already loaded by `from_pretrained` are left untouched."""
+        if hasattr(module, "reset_rrg_parameters"):
+            is_custom_code = False
+        super()._initialize_weights(module, is_custom_code)
 
     def load_pretrained_backbone(self) -> None:
         """ImageNet weights for the visual extractor (what `config.visual_pretrained` asks for in training)."""

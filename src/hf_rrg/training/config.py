@@ -162,13 +162,29 @@ class GenerationConfig:
     exported model decodes as it was evaluated (None: the model's default, e.g. beam 3).
 
     Attributes:
-        num_beams: beam size; max_length: longest generation in tokens (default the model's max_seq_length).
+        num_beams: beam size.
+        max_new_tokens: longest report in tokens written after `<bos>` (`<eos>` included); default the model's
+            own, `max_seq_length` for the R2Gen family, as the official beam search.
+        max_length: deprecated spelling in transformers' sense (the decoder start token counts, so it means
+            `max_new_tokens = max_length - 1`); read for older configs, converted, and never set with max_new_tokens.
         no_repeat_ngram_size: forbid repeating any n-gram of this size (off in the papers' settings).
     """
 
     num_beams: int | None = None
+    max_new_tokens: int | None = None
     max_length: int | None = None
     no_repeat_ngram_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_length is not None:
+            if self.max_new_tokens is not None:
+                raise ConfigError(
+                    f"generation.max_length ({self.max_length}) and generation.max_new_tokens "
+                    f"({self.max_new_tokens}) are both set; keep only max_new_tokens (tokens after <bos>)"
+                )
+            if self.max_length < 2:
+                raise ConfigError(f"generation.max_length must be >= 2 (it counts <bos>), got {self.max_length}")
+            self.max_new_tokens, self.max_length = self.max_length - 1, None
 
     def as_kwargs(self) -> dict[str, int]:
         """The settings that are set, as `generate()` keyword arguments."""
