@@ -133,3 +133,15 @@ def test_the_optimizer_is_built_with_the_configs_betas_and_eps(name: str, betas:
     optimizer = build_optimizer(model, load_config(name).optimizer)
     for group in optimizer.param_groups:
         assert (group["betas"], group["eps"], group["amsgrad"]) == (betas, eps, True)
+
+
+@pytest.mark.parametrize(
+    "name, preset",
+    [("ithn_r2gencmn_iu_xray_official", "official"), ("ithn_r2gencmn_iu_xray", "paper"),
+     ("ithn_r2gencmn_mimic_cxr", "paper"), ("ithn_xpronet_iu_xray", "paper"), ("ithn_xpronet_mimic_cxr", "paper")],
+)  # fmt: skip
+def test_ithn_configs_hold_their_preset(name: str, preset: str) -> None:
+    from hf_rrg.modeling.configuration_ithn import ITHN_PRESETS, ITHNConfig
+
+    model = ITHNConfig(**load_config(name).model)
+    assert {key: getattr(model, key) for key in ITHN_PRESETS[preset]} == ITHN_PRESETS[preset]
