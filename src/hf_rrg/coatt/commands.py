@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..data.commands import add_split_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `coatt` command group to the `hf-rrg` parser."""
@@ -39,10 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     recall.add_argument("model", help="a CoAtt run folder (model/ + tags.json) or a model folder (then --tags)")
     recall.add_argument("dataset", help="builder name (iu_xray, peir_gross, demo, ...)")
-    recall.add_argument("--data-dir", default=None, help="folder holding the source data")
-    recall.add_argument("--config", default=None, help="named builder config (iu_xray: nlm for MTI tags)")
-    recall.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder option (repeatable)")
-    recall.add_argument("--split", default="test", help="split to score (default test)")
+    add_split_arguments(recall, "test", "named builder config (iu_xray: nlm for MTI tags)")
     recall.add_argument("--tags", type=Path, default=None, help="the run's tag vocabulary (default RUN/tags.json)")
     recall.add_argument("--k", type=int, nargs="+", default=[5, 10, 20], help="k values (Table 3: 5 10 20)")
     recall.add_argument("--batch-size", type=int, default=16, help="studies per forward pass")
@@ -84,18 +83,11 @@ def run_tags(args: argparse.Namespace) -> int:
 def run_tag_recall(args: argparse.Namespace) -> int:
     import json
 
-    from ..data import load_builder
-    from ..data.commands import parse_set_options
+    from ..data.commands import load_split
     from .evaluation import evaluate_tag_recall, resolve_model_and_tags
 
     model_dir, vocabulary = resolve_model_and_tags(args.model, args.tags)
-    options = parse_set_options(args.set)
-    if args.config:
-        options["name"] = args.config
-    dataset = load_builder(args.dataset, args.data_dir, **options)
-    if args.split not in dataset:
-        raise ValueError(f"dataset {args.dataset!r} has no split {args.split!r}; its splits are {list(dataset)}")
-    examples = dataset[args.split]
+    examples = load_split(args.dataset, args.data_dir, args.config, args.set, args.split)
     if args.max_samples is not None:
         examples = examples.select(range(min(args.max_samples, len(examples))))
     result = evaluate_tag_recall(model_dir, vocabulary, examples, args.k, args.batch_size, args.device)

@@ -136,21 +136,12 @@ class DCCLIPEncoder(nn.Module):
         """t_p = f_t(concat(t, e_prompt)) (Eq. 2b), (B, n, P)."""
         return self.text_projection(features, prompt_ids)
 
-    def matching_loss(
-        self,
-        image_embeds: torch.Tensor,
-        text_embeds: torch.Tensor,
-        image_labels: torch.Tensor,
-        text_labels: torch.Tensor,
-        image_features: torch.Tensor,
-        text_features: torch.Tensor,
-    ) -> torch.Tensor:
-        """L_CSM (Eq. 3-9, `calibrated_semantic_matching_loss`) with this model's τ and its
-        `config.detach_soft_targets` (v_p, t_p: (N, P) projections; v, t: the raw embeddings)."""
+    def matching_loss(self, *embeddings_labels_features: torch.Tensor) -> torch.Tensor:
+        """L_CSM (Eq. 3-9) with this model's τ and `config.detach_soft_targets`: the arguments of
+        `calibrated_semantic_matching_loss` up to the raw embeddings (v_p, t_p, image labels, text labels, v, t)."""
         return calibrated_semantic_matching_loss(
-            image_embeds, text_embeds, image_labels, text_labels, image_features, text_features, self.temperature,
-            detach_targets=self.detach_soft_targets,
-        )  # fmt: skip
+            *embeddings_labels_features, temperature=self.temperature, detach_targets=self.detach_soft_targets
+        )
 
     def load_pretrained_text_encoder(self, name_or_path: str) -> None:
         """Copy a ClinicalBERT-style checkpoint's weights into E_txt (Appendix A). Its config must match
