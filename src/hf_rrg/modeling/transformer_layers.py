@@ -1,5 +1,6 @@
 """Transformer building blocks of the R2Gen family (R2Gen, R2GenCMN, XProNet): pre-norm layers as in the
-"annotated Transformer" the official code bases derive from, with an incremental-decoding cache.
+"annotated Transformer" the official code bases derive from, with an incremental-decoding cache. `DecoderLayer`
+also has GPT's post-norm layout and a GELU feed-forward (ASGK's decoder).
 
 Faithful details kept on purpose: `StdLayerNorm` divides by the *unbiased* standard deviation plus eps (not by
 sqrt(var + eps) as `nn.LayerNorm`), token embeddings are scaled by sqrt(d_model), positions are sinusoidal.
