@@ -167,9 +167,10 @@ def ithn_clip_loss(
     tau = torch.as_tensor(temperature, dtype=s1.dtype, device=s1.device)
     if s3 is None:
         logits = (s1 + s2) / 2 / tau
+    elif synthesis_temperature is None:
+        logits = (s1 + s2 + s3) / 3 / tau  # S/τ (Eq. 11)
     else:
-        tau3 = tau if synthesis_temperature is None else torch.as_tensor(synthesis_temperature, dtype=s1.dtype,
-                                                                         device=s1.device)  # fmt: skip
+        tau3 = torch.as_tensor(synthesis_temperature, dtype=s1.dtype, device=s1.device)
         logits = (s1 / tau + s2 / tau + s3 / tau3) / 3
     targets = torch.arange(logits.size(0), device=logits.device)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
