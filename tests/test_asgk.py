@@ -23,6 +23,10 @@ from hf_rrg.modeling.asgk_visual import (
     crop_regions,
     heat_map,
     largest_component,
+    largest_pixel_components,
+    official_heat_map,
+    official_region_boxes,
+    pre_activation_module,
     region_boxes,
 )
 from hf_rrg.modeling.configuration_asgk import ASGK_LABELER_TAGS, OFFICIAL_HEATMAP_THRESHOLD, ASGKConfig
@@ -150,6 +154,114 @@ def test_the_model_crops_the_region_of_its_own_heat_map(pixels) -> None:
         assert tuple(out.region_boxes[b, 0].tolist()) == box_to_pixels(component_box(mask), mask.shape, (96, 96))
 
 
+# ---------------------------------------------------------------------------------- the official heat map
+
+
+def opencv_bilinear(grid: list[list[float]], height: int, width: int) -> list[list[float]]:
+    """Bilinear resize with half-pixel centres and replicated borders (OpenCV's INTER_LINEAR), written out."""
+    h, w = len(grid), len(grid[0])
+
+    def source(index: int, scale: float, size: int) -> tuple[int, int, float]:
+        position = max((index + 0.5) * scale - 0.5, 0.0)
+        low = min(int(position), size - 1)
+        return low, min(low + 1, size - 1), position - low
+
+    out = []
+    for y in range(height):
+        y0, y1, fy = source(y, h / height, h)
+        row = []
+        for x in range(width):
+            x0, x1, fx = source(x, w / width, w)
+            top = (1 - fx) * grid[y0][x0] + fx * grid[y0][x1]
+            bottom = (1 - fx) * grid[y1][x0] + fx * grid[y1][x1]
+            row.append((1 - fy) * top + fy * bottom)
+        out.append(row)
+    return out
+
+
+def bfs_components(mask: list[list[bool]], connectivity: int) -> list[set[tuple[int, int]]]:
+    """Connected components in raster order of their first pixel (as skimage.measure.label numbers them)."""
+    h, w, seen, found = len(mask), len(mask[0]), set(), []
+    steps = [(-1, 0), (1, 0), (0, -1), (0, 1)] + ([(-1, -1), (-1, 1), (1, -1), (1, 1)] if connectivity == 8 else [])
+    for r in range(h):
+        for c in range(w):
+            if mask[r][c] and (r, c) not in seen:
+                component, queue = set(), [(r, c)]
+                seen.add((r, c))
+                while queue:
+                    y, x = queue.pop()
+                    component.add((y, x))
+                    for dy, dx in steps:
+                        if 0 <= y + dy < h and 0 <= x + dx < w and mask[y + dy][x + dx] and (y + dy, x + dx) not in seen:
+                            seen.add((y + dy, x + dx))
+                            queue.append((y + dy, x + dx))
+                found.append(component)
+    return found
+
+
+def test_official_crop_on_a_hand_made_feature_map() -> None:
+    """Channel sum of the pre-ReLU maps, 0-255, upsampled to the image, pixels > 178, largest component, its box.
+    Block A is the hottest after a ReLU (5 in channel 0) but channel 1 cancels it before (-4.5): the official crop
+    is block B, where a post-ReLU heat map would choose A."""
+    maps = torch.zeros(1, 2, 7, 7)
+    maps[0, 0, 0:3, 0:4] = 5.0  # A: 12 cells
+    maps[0, 1, 0:3, 0:4] = -4.5
+    maps[0, 0, 4:7, 4:7] = 3.0  # B: 9 cells
+    maps[0, 0, 0, 6] = 3.0  # C: one hot cell, a smaller component
+    heat = official_heat_map(maps, (28, 28))
+    cam = [[sum(maps[0, k, r, c].item() for k in range(2)) for c in range(7)] for r in range(7)]  # A 0.5, B 3, C 3
+    scaled = [[math.floor(255 * v / 3.0) for v in row] for row in cam]  # min 0, max 3
+    assert scaled[0][0] == 42 and scaled[5][5] == 255
+    expected_levels = [[round(v) for v in row] for row in opencv_bilinear(scaled, 28, 28)]
+    assert torch.round(heat[0] * 255).long().tolist() == expected_levels
+    components = bfs_components([[v > 178 for v in row] for row in expected_levels], 8)
+    biggest = max(components, key=len)
+    rows, cols = [y for y, _ in biggest], [x for _, x in biggest]
+    expected_box = [min(rows), max(rows) + 1, min(cols), max(cols) + 1]
+    boxes, masks = official_region_boxes(heat, 178 / 255)
+    assert boxes[0].tolist() == expected_box and expected_box[0] >= 16 and expected_box[2] >= 16  # inside B
+    assert {(y, x) for y, x in masks[0].nonzero().tolist()} == biggest
+    post_relu = official_heat_map(maps.clamp_min(0), (28, 28))  # what a heat map of timm's outputs would see
+    assert official_region_boxes(post_relu, 178 / 255)[0][0].tolist()[0] == 0  # block A, top-left
+
+
+def test_pixel_components_match_a_breadth_first_search() -> None:
+    torch.manual_seed(3)
+    masks = torch.rand(4, 17, 23) > 0.55
+    masks[3] = False
+    for connectivity in (4, 8):
+        got = largest_pixel_components(masks, connectivity)
+        for index in range(3):
+            components = bfs_components(masks[index].tolist(), connectivity)
+            size = max(len(c) for c in components)
+            first = next(c for c in components if len(c) == size)  # ties: the first in raster order
+            assert {(y, x) for y, x in got[index].nonzero().tolist()} == first
+        assert not got[3].any()
+
+
+def test_the_official_mode_reads_the_maps_before_the_final_relu(pixels) -> None:
+    import copy
+
+    model = tiny_model(heatmap_mode="official")
+    extractor = model.visual_extractor
+    out = model.predict_tags(**pixels)
+    assert out.heat_maps.shape == (2, 1, 96, 96) and out.region_masks.shape == (2, 1, 96, 96)
+    plain = copy.deepcopy(extractor.global_backbone)  # the same backbone with its last activation removed
+    last = pre_activation_module(plain)
+    name = next(n for n, m in plain.named_modules() if m is last)
+    parent = plain.get_submodule(name.rsplit(".", 1)[0]) if "." in name else plain
+    setattr(parent, name.rsplit(".", 1)[-1], torch.nn.Identity())
+    with torch.no_grad():
+        pre = plain.forward_features(pixels["pixel_values"][:, 0])
+    assert (pre < 0).any()  # really before the ReLU
+    heat = official_heat_map(pre, (96, 96))
+    boxes, masks = official_region_boxes(heat, 178 / 255)
+    torch.testing.assert_close(out.heat_maps[:, 0], heat)
+    assert torch.equal(out.region_boxes[:, 0], boxes) and torch.equal(out.region_masks[:, 0], masks)
+    post = extractor.feature_maps(pixels["pixel_values"][:, 0])
+    torch.testing.assert_close(post, pre.clamp_min(0))  # f_g still pools the post-ReLU maps
+
+
 # ------------------------------------------------------------------------------------------- Eq. 1-4, 6-8
 
 
@@ -158,10 +270,10 @@ def test_graph_node_values_are_eq_1_and_edge_weights_are_normalised(pixels) -> N
     out = model.predict_tags(**pixels)
     graph = model.encoder.graph
     f = out.pooled_features
-    torch.testing.assert_close(out.node_values, torch.sigmoid(graph.tag_projection(f)))  # Eq. 1
+    torch.testing.assert_close(out.initial_node_values, torch.sigmoid(graph.tag_projection(f)))  # Eq. 1
     assert out.edge_weights.shape == (2, 28, 28) and (out.edge_weights >= 0).all()
     torch.testing.assert_close(out.edge_weights.sum(-1), torch.ones(2, 28))  # Eq. 2: Norm = softmax over j
-    nodes = out.node_values.unsqueeze(-1) * graph.node_embeddings  # "W_v v_i" = v_i · u_i
+    nodes = out.initial_node_values.unsqueeze(-1) * graph.node_embeddings  # "W_v v_i" = v_i · u_i
     scores = nodes @ nodes.transpose(1, 2) / math.sqrt(nodes.size(-1))
     torch.testing.assert_close(out.edge_weights, torch.softmax(scores, -1))
     # the fusion f_f = f_g + f_l feeds the graph
@@ -221,6 +333,56 @@ def test_generation_with_and_without_cache(pixels, num_beams: int) -> None:
     cached = model.generate(**pixels, num_beams=num_beams, use_cache=True, min_new_tokens=5)
     assert cached.shape[1] >= 6
     assert torch.equal(cached, model.generate(**pixels, num_beams=num_beams, use_cache=False, min_new_tokens=5))
+
+
+def test_the_tag_loss_supervises_the_final_graph_and_reaches_its_attention(pixels) -> None:
+    """Eq. 4's BCE is on "the final graph tag features": its gradient reaches the graph's multi-head self-attention,
+    the prior nodes and the message projection of Eq. 3, not only W_v of Eq. 1."""
+    model = tiny_model()
+    tags = torch.zeros(2, 28)
+    tags[0, 3], tags[1, 10] = 1, 1
+    out = model(**pixels, labels=torch.tensor([[5, 2], [6, 2]]), tag_labels=tags)
+    out.graph_tag_loss.backward()
+    graph = model.encoder.graph
+    for module in (graph.self_attention, graph.message_projection):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()), module
+    assert graph.prior_nodes.grad.abs().sum() > 0 and graph.tag_projection.weight.grad.abs().sum() > 0
+    enc = model.predict_tags(**pixels)
+    final = graph.tag_head(enc.last_hidden_state).squeeze(-1)  # one shared scalar head per final tag node
+    torch.testing.assert_close(enc.tag_logits, final)
+    torch.testing.assert_close(enc.node_values, torch.sigmoid(final))
+    torch.testing.assert_close(out.graph_tag_loss, F.binary_cross_entropy(enc.node_values, tags), rtol=1e-4,
+                               atol=1e-6)  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", ["post", "pre"])
+def test_decoder_blocks_are_gpts_post_norm_gelu_by_default(layout: str) -> None:
+    """Default: x ← LN(x + SelfAttn(x)), x ← LN(x + CrossAttn(x, G)), x ← LN(x + W2 gelu_tanh(W1 x)), no final
+    norm (GPT, the official `DecoderBlock`); "pre": x ← x + f(LN(x)) and a final norm, with ReLU."""
+    options = {} if layout == "post" else {"decoder_norm": "pre", "decoder_activation": "relu"}
+    model = tiny_model(**options)
+    layer, decoder = model.decoder.layers[0], model.decoder
+    torch.manual_seed(2)
+    x, graph = torch.randn(2, 5, 32), torch.randn(2, 28, 32)
+    mask = torch.ones(5, 5, dtype=torch.bool).tril().unsqueeze(0)
+    ff = layer.feed_forward
+
+    def attend(attention, query, states, attention_mask=None):
+        return attention(query, states, states, attention_mask)[0]
+
+    if layout == "post":
+        assert isinstance(decoder.norm, torch.nn.Identity) and isinstance(layer.norms[0], torch.nn.LayerNorm)
+        h = layer.norms[0](x + attend(layer.self_attn, x, x, mask))
+        h = layer.norms[1](h + attend(layer.cross_attn, h, graph))
+        expected = layer.norms[2](h + ff.w_2(F.gelu(ff.w_1(h), approximate="tanh")))
+    else:
+        n = layer.norms[0](x)
+        h = x + attend(layer.self_attn, n, n, mask)
+        h = h + attend(layer.cross_attn, layer.norms[1](h), graph)
+        expected = h + ff.w_2(torch.relu(ff.w_1(layer.norms[2](h))))
+    torch.testing.assert_close(layer(x, graph, None, mask)[0], expected)
+    with pytest.raises(ValueError, match="decoder_norm must be one of"):
+        ASGKConfig(decoder_norm="sandwich")
 
 
 def test_textbook_mode_feeds_the_gru_encoding_to_the_graph() -> None:

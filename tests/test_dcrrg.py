@@ -65,6 +65,30 @@ def test_soft_targets_and_csm_loss_equal_eq_3_to_9_by_hand() -> None:
         calibrated_semantic_matching_loss(vp, tp[:2], torch.tensor(labels_img), torch.tensor(labels_txt), v, t)
 
 
+@pytest.mark.parametrize("detach", [True, False])
+def test_soft_targets_are_constants_unless_asked_otherwise(detach: bool) -> None:
+    """The calibration weights of Eq. 4-5 read the raw embeddings v, t. Detached (default, MedCLIP-style constant
+    targets) the loss cannot move the encoders through its own targets; `detach_targets=False` lets it."""
+    torch.manual_seed(4)
+    labels = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 0]])
+    v, t = torch.randn(3, 5, requires_grad=True), torch.randn(3, 4, requires_grad=True)
+    vp, tp = torch.randn(3, 6), torch.randn(3, 6)  # projections held fixed: only the targets could carry a gradient
+    loss = calibrated_semantic_matching_loss(vp, tp, labels, labels, v, t, 0.07, detach_targets=detach)
+    if detach:
+        assert not loss.requires_grad and v.grad is None and t.grad is None
+    else:
+        loss.backward()
+        assert v.grad.abs().sum() > 0 and t.grad.abs().sum() > 0
+    assert calibrated_semantic_matching_loss(vp, tp, labels, labels, v, t, 0.07).requires_grad is False  # default
+    model = tiny_model(detach_soft_targets=detach)  # the model's switch, read by DCCLIP's matching_loss
+    v2, t2 = v.detach().clone().requires_grad_(), t.detach().clone().requires_grad_()
+    through_model = model.dcclip.matching_loss(vp, tp, labels, labels, v2, t2)
+    expected = calibrated_semantic_matching_loss(vp, tp, labels, labels, v.detach(), t.detach(), 0.07)
+    torch.testing.assert_close(through_model.detach(), expected)
+    through_model.backward()  # τ is learnable, so the loss always has a graph
+    assert (v2.grad is None) is detach and (t2.grad is None) is detach
+
+
 # -------------------------------------------------------------------------------------------- prompts
 
 

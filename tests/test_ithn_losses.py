@@ -19,9 +19,9 @@ from hf_rrg.losses import (
     project_onto_line,
     synthesize_hard_negatives,
 )
-from hf_rrg.modeling.configuration_ithn import ITHNConfig
+from hf_rrg.modeling.configuration_ithn import ITHN_PRESETS, ITHNConfig
 from hf_rrg.modeling.configuration_r2gen import R2GenCMNConfig
-from hf_rrg.modeling.modeling_ithn import ITHNForConditionalGeneration
+from hf_rrg.modeling.modeling_ithn import ITHNForConditionalGeneration, ITHNOutput
 
 BACKBONE = dict(model_type="r2gencmn", visual_backbone="test_resnet", visual_pretrained=False, d_model=32, d_ff=64,
                 num_heads=4, num_layers=1, max_seq_length=12, cmm_size=16, cmm_dim=32, topk=4)  # fmt: skip
@@ -290,3 +290,73 @@ def test_config_round_trip_defaults_and_errors(tmp_path) -> None:
     with pytest.raises(ValueError, match="negative_pixel_values"):
         tiny_ithn()(pixel_values=torch.randn(1, 1, 3, 32, 32), labels=torch.tensor([[5, 2]]),
                     negative_labels=torch.tensor([[5, 2]]))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- the official-code preset
+
+
+def test_paper_preset_is_the_default_config() -> None:
+    default, paper = ITHNConfig(), ITHNConfig.from_preset("paper")
+    for key, value in ITHN_PRESETS["paper"].items():
+        assert getattr(default, key) == value == getattr(paper, key), key
+    with pytest.raises(ValueError, match="unknown ITHN preset 'github'"):
+        ITHNConfig.from_preset("github")
+
+
+def test_official_preset_total_loss_on_hand_made_tensors() -> None:
+    """0.7·L_CE + 0.1·L_CP + 0.2·L_CS with the official code's features and temperatures, written out by hand."""
+    config = ITHNConfig.from_preset("official", backbone_config=dict(BACKBONE), vocab_size=30, embed_dim=3,
+                                    image_feature_dim=4, report_feature_dim=3)  # fmt: skip
+    model = ITHNForConditionalGeneration(config).train()
+    head = model.ithn_head
+    assert head.image_projection.bias is None and head.report_projection.bias is None  # bias-free projections
+    w_img = torch.tensor([[1.0, 0.0, 2.0, -1.0], [0.5, 1.0, 0.0, 0.0], [0.0, -1.0, 1.0, 3.0]])
+    w_txt = torch.tensor([[1.0, 2.0, 0.0], [0.0, 1.0, -1.0], [2.0, 0.0, 1.0]])
+    with torch.no_grad():
+        head.image_projection.weight.copy_(w_img)
+        head.report_projection.weight.copy_(w_txt)
+        head.logit_scale.fill_(math.log(150.0))  # above CLIP's cap of 100: the official code does not cap
+        head.synthesis_logit_scale.fill_(math.log(20.0))  # S3's own learned temperature
+    pooled = torch.tensor([[1.0, 2.0, 0.0, 1.0], [0.0, 1.0, 1.0, 0.0],  # z_1, z_2 (anchors)
+                           [2.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]])  # z_1⁻, z_2⁻ (neighbours)  # fmt: skip
+    torch.manual_seed(11)
+    hidden = torch.randn(4, 3, 3)  # decoder states; anchors padded to 3 positions, neighbours to 2
+    anchors = {"decoder_input_ids": torch.zeros(2, 3, dtype=torch.long)}
+    negatives = {"decoder_input_ids": torch.zeros(2, 2, dtype=torch.long)}
+    mask = model._report_mask(hidden, {}, anchors, negatives)
+    output = ITHNOutput(backbone_loss=torch.tensor(2.0))
+    out = model.ithn_objective(pooled, hidden, mask, output, epoch=30)
+
+    # the formula, step by step
+    z = F.normalize(pooled @ w_img.T, dim=-1)
+    means = torch.stack([hidden[0].mean(0), hidden[1].mean(0), hidden[2, :2].mean(0), hidden[3, :2].mean(0)])
+    u = F.normalize(means @ w_txt.T, dim=-1)  # every (padded) position of the pass, as the official code
+    z_pos, z_neg, u_pos, u_neg = z[:2], z[2:], u[:2], u[2:]
+    lam = 1 - math.exp(-0.01 * 30)
+    direction = u_pos - u_neg
+    p = u_neg + ((z_pos - u_neg) * direction).sum(-1, keepdim=True) / (direction**2).sum(-1, keepdim=True) * direction
+    synthesized = (1 - lam) * u_neg + lam * p  # Eq. 6-7
+    s1, s2 = z_pos @ u_pos.T, z_neg @ u_neg.T
+    s3 = z_pos @ F.normalize(synthesized, dim=-1).T
+    s3 = s3 * (1 - 2 * torch.eye(2))  # S3': diagonal times −1 (the paper; the official code zeroes the rest)
+    logits = (150.0 * s1 + 150.0 * s2 + 20.0 * s3) / 3
+    target = torch.arange(2)
+    clip = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    cs = (z_pos * z_neg).sum(-1).abs().mean()
+    torch.testing.assert_close(out.clip_loss, clip)
+    torch.testing.assert_close(out.cs_loss, cs)
+    torch.testing.assert_close(out.loss, 0.7 * 2.0 + 0.1 * clip + 0.2 * cs)
+    assert out.synthesized_negative_embeds.requires_grad  # ũ is not detached in the official code
+
+
+def test_single_view_reads_the_first_view_of_every_study() -> None:
+    inputs = batch()
+    model = tiny_ithn(single_view=True).eval()
+    first = dict(inputs, negative_pixel_values=inputs["negative_pixel_values"][:, :1],
+                 negative_view_mask=inputs["negative_view_mask"][:, :1])  # fmt: skip
+    torch.testing.assert_close(model(**inputs, epoch=3).loss, model(**first, epoch=3).loss)
+    both = tiny_ithn().eval()(**inputs, epoch=3)
+    assert not torch.allclose(both.negative_image_embeds, model(**inputs, epoch=3).negative_image_embeds)
+    two_views = inputs["negative_pixel_values"][:2]
+    generated = model.generate(pixel_values=two_views, max_length=5, num_beams=1)
+    assert torch.equal(generated, model.generate(pixel_values=two_views[:, :1], max_length=5, num_beams=1))

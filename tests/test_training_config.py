@@ -12,30 +12,6 @@ from hf_rrg.modeling import RRGImageProcessor, RRGTokenizer
 from hf_rrg.training.config import ConfigError, config_from_dict, load_config, packaged_config_dir
 from hf_rrg.training.optim import build_optimizer, build_scheduler, epoch_lr_factor
 
-PUBLISHED = {
-    # name: (method, lr_visual, lr_rest, step_size, gamma, epochs, max_seq_length, min_count, cleaner)
-    "r2gen_iu_xray": ("r2gen", 5e-5, 1e-4, 50, 0.1, 100, 60, 3, "r2gen_iu_xray"),
-    "r2gen_mimic_cxr": ("r2gen", 5e-5, 1e-4, 1, 0.8, 30, 100, 10, "r2gen_mimic_cxr"),
-    "r2gencmn_iu_xray": ("r2gencmn", 1e-4, 5e-4, 10, 0.8, 100, 60, 3, "r2gen_iu_xray"),
-    "r2gencmn_mimic_cxr": ("r2gencmn", 1e-4, 5e-4, 3, 0.8, 30, 100, 10, "r2gen_mimic_cxr"),
-}
-
-
-@pytest.mark.parametrize("name", sorted(PUBLISHED))
-def test_published_configs_hold_the_papers_settings(name: str) -> None:
-    method, lr_v, lr_r, step, gamma, epochs, length, min_count, cleaner = PUBLISHED[name]
-    config = load_config(name)  # a bare name resolves to the shipped config
-    assert config.method == method
-    assert (config.optimizer.name, config.optimizer.amsgrad) == ("adam", True)
-    assert config.optimizer.lr_visual == pytest.approx(lr_v) and config.optimizer.lr_rest == pytest.approx(lr_r)
-    assert config.optimizer.weight_decay == pytest.approx(5e-5)
-    assert (config.scheduler.name, config.scheduler.step_size, config.scheduler.gamma) == ("step", step, gamma)
-    assert (config.training.epochs, config.training.batch_size) == (epochs, 16)
-    assert config.training.clip_grad_value == pytest.approx(0.1)
-    assert config.model["max_seq_length"] == length
-    assert (config.tokenizer.min_count, config.tokenizer.cleaner) == (min_count, cleaner)
-    assert config.training.val_metric == "bleu_4"
-
 
 def test_demo_configs_are_shipped_and_small() -> None:
     for name in ("r2gen_demo", "r2gencmn_demo"):

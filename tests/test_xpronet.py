@@ -28,7 +28,8 @@ TINY = dict(
 
 
 def hand_loss(features: list[list[float]], labels: list[list[int]], margin: float, theta: float, improved=True):
-    """Eq. 17-18 with plain Python loops over (already pooled) features."""
+    """Eq. 17-18 with plain Python loops over (already pooled) features, the positive term clipped at 0 (§3.4 and
+    the official code)."""
     normed = [[x / math.sqrt(sum(v * v for v in f)) for x in f] for f in features]
     batch, total = len(features), 0.0
     for i in range(batch):
@@ -39,7 +40,7 @@ def hand_loss(features: list[list[float]], labels: list[list[int]], margin: floa
             if sum(a * b for a, b in zip(labels[i], labels[j])) > 0:
                 h_d = sum(abs(a - b) for a, b in zip(labels[i], labels[j]))
                 h_t = sum(a + b for a, b in zip(labels[i], labels[j]))
-                total += (theta ** (-h_d / h_t) if improved else 1.0) - sim
+                total += max((theta ** (-h_d / h_t) if improved else 1.0) - sim, 0.0)
             else:
                 total += max(sim - margin, 0.0)
     return total / batch**2
@@ -76,6 +77,32 @@ def test_contrastive_loss_values_on_a_tiny_case() -> None:
     assert negative.item() == pytest.approx(2 * (1 / math.sqrt(2) - 0.4) / 4, abs=1e-6)
     with pytest.raises(ValueError, match="labels must be"):
         xpronet_multilabel_contrastive_loss(features, torch.tensor([1, 0]))
+
+
+def _pair_gradient(theta: float, improved: bool = True) -> tuple[float, torch.Tensor]:
+    """Loss and gradient for two samples sharing 1 of their 3 labels (h_d/h_t = 1/3) whose cosine is 0.85: above
+    the target θ^(-1/3) for θ = 1.75 (0.830) and 3 (0.693), below it for θ = 1.5 (0.874) and without IMLCS (1)."""
+    cosine = 0.85
+    features = torch.tensor([[1.0, 0.0], [cosine, math.sqrt(1 - cosine**2)]], requires_grad=True)
+    loss = xpronet_multilabel_contrastive_loss(features, torch.tensor([[1, 1, 0], [1, 0, 0]]), theta=theta,
+                                               improved=improved)  # fmt: skip
+    loss.backward()
+    return loss.item(), features.grad
+
+
+def test_theta_and_the_improved_target_change_the_gradient() -> None:
+    """A positive pair already closer than its target costs nothing (clipped), so θ and `improved` decide which
+    pairs are pulled: the Table 2 "w/o IMLCS" ablation and θ (Fig. 6) are not no-ops."""
+    loss_15, grad_15 = _pair_gradient(1.5)
+    loss_175, grad_175 = _pair_gradient(1.75)
+    loss_3, grad_3 = _pair_gradient(3.0)
+    loss_plain, grad_plain = _pair_gradient(1.75, improved=False)
+    assert loss_15 == pytest.approx(2 * (1.5 ** (-1 / 3) - 0.85) / 4, abs=1e-6)
+    assert loss_plain == pytest.approx(2 * (1.0 - 0.85) / 4, abs=1e-6)
+    assert loss_175 == 0.0 and loss_3 == 0.0
+    assert torch.all(grad_175 == 0) and torch.all(grad_3 == 0)
+    assert grad_15.abs().sum() > 0 and not torch.allclose(grad_15, grad_175)
+    assert not torch.allclose(grad_plain, grad_175)
 
 
 # -------------------------------------------------------------------------------------- querying, Eq. 8-13
@@ -128,6 +155,17 @@ def test_querying_gives_no_weight_to_other_classes_when_fewer_than_gamma_are_all
     assert sorted(index[0, 0, 0][kept].tolist()) == [3, 4]
     torch.testing.assert_close(weights[0, 0, 0][kept].sum(), torch.tensor(1.0))
     assert torch.all(weights[1] == 0) and torch.all(response[1] == 0)  # a label-less sample gets no response
+
+
+def test_a_sample_without_allowed_prototypes_gets_a_zero_response_whatever_the_biases() -> None:
+    """`no_positive_slot=None` leaves a label-less sample without prototypes: its response is zero (not the output
+    projection's bias), so its fused feature is FCN(x ‖ 0) (Eq. 14)."""
+    torch.manual_seed(3)
+    module = PrototypeQuerying(8, 6, 8, num_heads=2, top_k=3, dropout=0.0)
+    assert module.out_proj.bias.abs().sum() > 0
+    allowed = torch.tensor([[True] * 4 + [False] * 6, [False] * 10])
+    response = module(torch.randn(2, 5, 8), torch.randn(10, 6), allowed)
+    assert torch.all(response[1] == 0) and torch.all(response[0] != 0)
 
 
 def test_multi_head_querying_matches_a_brute_force_loop() -> None:
@@ -203,6 +241,31 @@ def test_loss_is_eq_20_plus_the_label_head(pixels) -> None:
     assert model.prototype_network.prototypes.grad.abs().sum() > 0
     plain = model(**pixels, labels=labels)  # no observation labels: only the cross-entropy
     assert plain.visual_contrastive_loss is None and plain.label_loss is None and plain.loss is plain.ce_loss
+
+
+@pytest.mark.parametrize("pooling", ["tokens", "all_positions"])
+def test_text_responses_are_averaged_over_real_tokens_or_every_position(pixels, pooling) -> None:
+    """σ of the textual L_icn^t: the real tokens (default) or every padded position (the official code)."""
+    from hf_rrg.losses import pooled_normalized
+
+    model = tiny_model(text_response_pooling=pooling, contrastive_margin=-1.0).train()
+    responses = []
+    hook = model.prototype_network.querying.register_forward_hook(lambda m, a, out: responses.append(out))
+    labels = torch.tensor([[5, 6, 7, 2, -100], [8, 9, 2, -100, -100]])
+    observations = torch.zeros(2, 14)
+    observations[0, [1, 4]] = 1.0
+    out = model(**pixels, labels=labels, observation_labels=observations)
+    hook.remove()
+    text = responses[1]  # [0]: the visual tokens, [1]: the word embeddings
+    mask = None if pooling == "all_positions" else labels != -100
+    expected = xpronet_multilabel_contrastive_loss(text, out.observation_labels, mask=mask, margin=-1.0)
+    torch.testing.assert_close(out.text_contrastive_loss, expected)
+    f = pooled_normalized(text.detach(), mask)  # margin -1: the negative pair's term is s_01 + 1
+    torch.testing.assert_close(out.text_contrastive_loss.detach(), 2 * (f[0] @ f[1] + 1.0) / 4)
+    other = pooled_normalized(text.detach(), labels != -100 if mask is None else None)
+    assert not torch.allclose(f, other)
+    with pytest.raises(ValueError, match="text_response_pooling must be one of"):
+        XProNetConfig(text_response_pooling="mean")
 
 
 def test_labels_choose_the_prototypes(pixels) -> None:

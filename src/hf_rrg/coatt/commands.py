@@ -1,14 +1,17 @@
-"""`hf-rrg coatt tags`: CoAtt's MLC tag vocabulary from a dataset's training split."""
+"""`hf-rrg coatt tags | tag-recall`: CoAtt's MLC tag vocabulary from a dataset's training split, and its tag
+prediction scored as the paper's Table 3 (recall@k)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from ..data.commands import add_split_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `coatt` command group to the `hf-rrg` parser."""
-    group = subparsers.add_parser("coatt", help="CoAtt: the tag vocabulary of its multi-label classifier")
+    group = subparsers.add_parser("coatt", help="CoAtt: the tag vocabulary of its multi-label classifier, tag recall")
     commands = group.add_subparsers(dest="coatt_command", metavar="COMMAND")
     tags = commands.add_parser(
         "tags",
@@ -29,6 +32,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tags.add_argument("--cleaner", default="alphabetic", help="cleaning preset for --source words")
     tags.add_argument("--out", type=Path, default=None, help="vocabulary file to write (.json)")
     tags.set_defaults(func=run_tags)
+
+    recall = commands.add_parser(
+        "tag-recall",
+        help="Table 3: recall@k of the MLC's predicted tags on a labelled split",
+        description="Predict every study's tags with a trained CoAtt model and score recall@k against the tags of "
+        "the split (the vocabulary's source column: MTI tags, MeSH terms or report words), as the paper's Table 3.",
+    )
+    recall.add_argument("model", help="a CoAtt run folder (model/ + tags.json) or a model folder (then --tags)")
+    recall.add_argument("dataset", help="builder name (iu_xray, peir_gross, demo, ...)")
+    add_split_arguments(recall, "test", "named builder config (iu_xray: nlm for MTI tags)")
+    recall.add_argument("--tags", type=Path, default=None, help="the run's tag vocabulary (default RUN/tags.json)")
+    recall.add_argument("--k", type=int, nargs="+", default=[5, 10, 20], help="k values (Table 3: 5 10 20)")
+    recall.add_argument("--batch-size", type=int, default=16, help="studies per forward pass")
+    recall.add_argument("--max-samples", type=int, default=None, help="score the first N studies only")
+    recall.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    recall.add_argument("--out", type=Path, default=None, help="JSON file to write the scores to")
+    recall.set_defaults(func=run_tag_recall)
     group.set_defaults(func=lambda args: group.print_help() or 2)
 
 
@@ -57,4 +77,26 @@ def run_tags(args: argparse.Namespace) -> int:
     print(f"{len(vocabulary)} {args.source} tags in split {args.split!r} of {args.dataset}; most frequent: {top}")
     if args.out is not None:
         print(f"wrote {vocabulary.save(args.out)}")
+    return 0
+
+
+def run_tag_recall(args: argparse.Namespace) -> int:
+    import json
+
+    from ..data.commands import load_split
+    from .evaluation import evaluate_tag_recall, resolve_model_and_tags
+
+    model_dir, vocabulary = resolve_model_and_tags(args.model, args.tags)
+    examples = load_split(args.dataset, args.data_dir, args.config, args.set, args.split)
+    if args.max_samples is not None:
+        examples = examples.select(range(min(args.max_samples, len(examples))))
+    result = evaluate_tag_recall(model_dir, vocabulary, examples, args.k, args.batch_size, args.device)
+    result.update(model=str(model_dir), dataset=args.dataset, split=args.split)
+    scores = "  ".join(f"R@{k} {result[f'recall@{k}']:.3f}" for k in args.k)
+    print(f"CoAtt tag prediction on {args.dataset}/{args.split} ({result['images_scored']} studies with tags, "
+          f"{result['images_without_tags']} without): {scores}")  # fmt: skip
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+        print(f"wrote {args.out}")
     return 0

@@ -31,6 +31,28 @@ def parse_set_options(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
+def add_split_arguments(parser: argparse.ArgumentParser, split: str, help_config: str = "named builder config") -> None:
+    """`--data-dir`, `--config`, `--set KEY=VALUE` and `--split` (default `split`): what `load_split` reads."""
+    parser.add_argument("--data-dir", default=None, help="folder holding the source data")
+    parser.add_argument("--config", default=None, help=help_config)
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder option (repeatable)")
+    parser.add_argument("--split", default=split, help=f"split to read (default {split})")
+
+
+def load_split(name: str, data_dir: str | None, config: str | None, pairs: list[str] | None, split: str) -> Any:
+    """One split of a builder, from command-line options (`--config`, `--set key=value`); a missing split is an
+    error listing the dataset's splits."""
+    from .builders import load_builder
+
+    options = parse_set_options(pairs)
+    if config:
+        options["name"] = config
+    dataset = load_builder(name, data_dir, **options)
+    if split not in dataset:
+        raise ValueError(f"dataset {name!r} has no split {split!r}; its splits are {list(dataset)}")
+    return dataset[split]
+
+
 def _builder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs = parse_set_options(args.set)
     if getattr(args, "config", None):

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..data.commands import add_split_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `ithn` command group to the `hf-rrg` parser."""
@@ -21,10 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "name (iu_xray, mimic_cxr, demo, ...) or an R2Gen-style annotation.json (reports only, no images needed).",
     )
     mine.add_argument("source", help="builder name, or a path to an R2Gen annotation.json")
-    mine.add_argument("--data-dir", default=None, help="folder holding the source data (builders)")
-    mine.add_argument("--config", default=None, help="named builder config")
-    mine.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder option (repeatable)")
-    mine.add_argument("--split", default="train", help="split to mine (default train)")
+    add_split_arguments(mine, "train")
     mine.add_argument("--out", type=Path, required=True, help="neighbours file to write (.json)")
     mine.add_argument("--encoder", default="tfidf", help="Hugging Face encoder id / local folder, or tfidf")
     mine.add_argument("--pooling", choices=("mean", "cls"), default="mean", help="token pooling of the encoder")
@@ -73,16 +72,9 @@ def _dataset_rows(args: argparse.Namespace) -> dict[str, list[Any]]:
     source = Path(args.source)
     if source.suffix == ".json" or source.is_file():
         return _annotation_rows(source, args.split)
-    from ..data import load_builder
-    from ..data.commands import parse_set_options
+    from ..data.commands import load_split
 
-    options = parse_set_options(args.set)
-    if args.config:
-        options["name"] = args.config
-    dataset = load_builder(args.source, args.data_dir, **options)
-    if args.split not in dataset:
-        raise ValueError(f"dataset {args.source!r} has no split {args.split!r}; its splits are {list(dataset)}")
-    split = dataset[args.split]
+    split = load_split(args.source, args.data_dir, args.config, args.set, args.split)
     wanted = [c for c in ("id", "report", args.patient_column) if c in split.column_names]
     return {column: list(split.select_columns(wanted)[column]) for column in wanted}
 

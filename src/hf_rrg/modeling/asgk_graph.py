@@ -13,9 +13,12 @@ The paper leaves the dimensions open; this is the simplest reading consistent wi
   W_m: d_model -> d_model.
 - Multi-head self-attention over the N nodes (one pre-norm Transformer layer: attention + feed-forward, then a
   layer norm) gives the final graph, which the decoder attends to (Eq. 7).
-- Eq. 4: BCE between V and the tag labels (`asgk_losses.tag_bce`).
+- Eq. 4: BCE between "the final graph tag features" v_i and the tag labels (`asgk_losses.tag_bce`). Each final
+  node is read by one shared linear head (d_model -> 1, then a sigmoid), as the official code's `TagHead` reads its
+  final tag nodes, so the tag supervision reaches Eq. 2-3 and the self-attention, not only W_v of Eq. 1.
 
-Node values and edge weights are returned (and drawn by `hf-rrg asgk visualize`, the paper's Fig. 3).
+Returned: the final tag probabilities (`node_values`, what Eq. 4 trains and Fig. 3 shows) and their logits, Eq. 1's
+V (`initial_node_values`, from which the edges are built) and the edge weights E (drawn by `hf-rrg asgk visualize`).
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from .transformer_layers import EncoderLayer, StdLayerNorm
 
 
 class MedicalTagGraphEncoder(nn.Module):
-    """f_input (B, d) -> node values V (B, N), tag logits (B, N), edge weights E (B, N, N), graph nodes
-    (B, N, d_model)."""
+    """f_input (B, d) -> Eq. 1's V (B, N), edge weights E (B, N, N), graph nodes (B, N, d_model) and the final tag
+    logits / probabilities (B, N) read from the nodes (Eq. 4)."""
 
     def __init__(self, config: ASGKConfig, input_dim: int) -> None:
         super().__init__()
@@ -43,6 +46,7 @@ class MedicalTagGraphEncoder(nn.Module):
         self.prior_norm = StdLayerNorm(config.d_model)
         self.self_attention = EncoderLayer(config.d_model, config.graph_num_heads, config.d_ff, config.dropout)
         self.norm = StdLayerNorm(config.d_model)
+        self.tag_head = nn.Linear(config.d_model, 1)  # Eq. 4's v_i from each final tag node (shared over nodes)
 
     def reset_rrg_parameters(self) -> None:
         """Node vectors u_i ~ N(0, 1), prior node features ~ N(0, 0.02) (GPT's embedding init); the linear layers
@@ -66,9 +70,16 @@ class MedicalTagGraphEncoder(nn.Module):
         return nodes, torch.softmax(scores, dim=-1)
 
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        logits, values = self.node_values(features)
+        _, values = self.node_values(features)
         nodes, edge_weights = self.edges(values)
         messages = edge_weights @ self.message_projection(nodes)  # Eq. 3: observed nodes -> prior nodes
         graph = self.prior_norm(self.prior_nodes.unsqueeze(0) + messages)
         graph = self.norm(self.self_attention(graph, None))
-        return {"tag_logits": logits, "node_values": values, "edge_weights": edge_weights, "graph": graph}
+        tag_logits = self.tag_head(graph).squeeze(-1)  # Eq. 4: the final graph tag features
+        return {
+            "tag_logits": tag_logits,
+            "node_values": torch.sigmoid(tag_logits),
+            "initial_node_values": values,
+            "edge_weights": edge_weights,
+            "graph": graph,
+        }

@@ -1,16 +1,26 @@
 """ASGK's visual branch with internal auxiliary signals (§3.3, Fig. 2; Eq. 9).
 
 global DenseNet-121 -> feature maps f_c (C x h x w; 1024 x 7 x 7 at 224 px) and pooled f_g (C)
--> heat map H (Eq. 9: max_k |f_c^k|; or the official code's channel sum), min-max normalised to [0, 1]
--> threshold τ -> largest connected component ("max connection select") -> its bounding box, mapped from the
-   h x w grid to image pixels -> crop of the *input image* resized to `region_size` -> local DenseNet-121 -> f_l
+-> heat map -> region -> crop of the *input image* resized to `region_size` -> local DenseNet-121 -> f_l
 -> fusion f_f = f_g + f_l (or f_g * f_l). Three linear tag classifiers read f_g, f_l and f_f.
 
-The region is chosen on the feature grid (a component is a set of grid cells; cell (r, c) covers image rows
-[floor(r H / h), ceil((r + 1) H / h)) and the same for columns). The official code upsamples its heat map to the
-image first and thresholds pixels; on a smooth map both choose nearly the same box. The crop is not
-differentiable (the box is discrete); both DenseNets get gradients through f_g and f_l.
-Connected components are found with a breadth-first search in Python over the h x w grid (49 cells at 224 px).
+Two heat-map procedures (`heatmap_mode`):
+
+- "max_abs" (Eq. 9): H = max_k |f_c^k| on the h x w grid, min-max normalised to [0, 1], threshold τ (0.7, §4 and
+  Fig. 3), the largest connected component of grid cells, its bounding box mapped to image pixels (cell (r, c)
+  covers rows [floor(r H / h), ceil((r + 1) H / h)) and the same for columns). timm's feature maps end with the
+  backbone's last ReLU, so |f_c| = f_c here.
+- "official" (the official code, `Attention_gen_patchs`): the channel *sum* of the last block's maps *before* the
+  final ReLU (DenseNet's `norm5` output), min-max normalised, scaled to uint8 (255 · x, truncated), upsampled
+  bilinearly (half-pixel centres, as OpenCV's `resize`) to the input image's size, kept where the 0-255 value is
+  above 255 · τ (178: OpenCV's `threshold(heat, 178, 255, THRESH_BINARY)`), the largest connected component of
+  *pixels* (8-connected; ties: the first in raster order, as `skimage.measure.label` numbers them) and its bounding
+  box. The official code slices the crop as `[min:max]` and so drops the box's last row and column; the box here
+  keeps them (ends exclusive, max + 1).
+
+The crop is not differentiable (the box is discrete); both DenseNets get gradients through f_g and f_l.
+Connected components: a breadth-first search over the grid ("max_abs", 49 cells at 224 px) or, on the pixel grid
+("official"), a union-find over the runs of each row.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
@@ -32,8 +43,9 @@ from .visual_extractor import checked_views
 def heat_map(features: torch.Tensor, mode: str = "max_abs") -> torch.Tensor:
     """(B, C, h, w) feature maps -> (B, h, w) heat maps in [0, 1].
 
-    "max_abs": H = max_k |f_c^k| (Eq. 9); "official": the sum over channels (official code). Each map is min-max
-    normalised; a constant map becomes all ones (no region stands out: the whole image is the region).
+    "max_abs": H = max_k |f_c^k| (Eq. 9); "official": the sum over channels on the grid (the official procedure
+    works on pixels: `official_heat_map`). Each map is min-max normalised; a constant map becomes all ones (no
+    region stands out: the whole image is the region).
     """
     if features.dim() != 4:
         raise ValueError(f"features must be (batch, channels, h, w), got {tuple(features.shape)}")
@@ -132,6 +144,108 @@ def region_boxes(
     return torch.tensor(boxes, dtype=torch.long, device=heat.device), torch.stack(masks)
 
 
+def pre_activation_module(backbone: nn.Module) -> nn.Module:
+    """The backbone's last activation module (DenseNet's `norm5.act`, a ResNet's last `act3`): its input is the last
+    block's feature map before the final ReLU, which the official heat map sums."""
+    activations = [m for m in backbone.modules() if isinstance(m, (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.LeakyReLU))]
+    if not activations:
+        raise ValueError(f"{type(backbone).__name__} has no activation module; heatmap_mode 'official' needs one")
+    return activations[-1]
+
+
+def official_heat_map(maps: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """(n, C, h, w) pre-activation feature maps -> (n, H, W) heat maps on the image's pixels, values k/255.
+
+    Channel sum, min-max normalisation, uint8 (255 · x, truncated), bilinear upsampling to `image_size` with
+    half-pixel centres, rounded to uint8 again (the official code's `cv2.resize` of the uint8 map). A constant map
+    becomes all 255 (the whole image is the region)."""
+    if maps.dim() != 4:
+        raise ValueError(f"feature maps must be (batch, channels, h, w), got {tuple(maps.shape)}")
+    cam = maps.double().sum(dim=1)
+    low = cam.flatten(1).amin(dim=1)[:, None, None]
+    cam = cam - low
+    high = cam.flatten(1).amax(dim=1)[:, None, None]
+    constant = high <= 0
+    scaled = torch.floor(255.0 * cam / torch.where(constant, torch.ones_like(high), high))
+    scaled = torch.where(constant, torch.full_like(scaled, 255.0), scaled)
+    upsampled = F.interpolate(scaled.unsqueeze(1), size=tuple(image_size), mode="bilinear", align_corners=False)
+    return (torch.round(upsampled.squeeze(1)).clamp(0, 255) / 255.0).float()
+
+
+def _row_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, starts, ends) of the horizontal runs of True in an (H, W) mask, in raster order (ends exclusive)."""
+    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    change = np.diff(padded, axis=1)
+    rows, starts = np.nonzero(change == 1)
+    _, ends = np.nonzero(change == -1)
+    return rows, starts, ends
+
+
+def largest_pixel_component(mask: np.ndarray, connectivity: int = 8) -> np.ndarray:
+    """The largest connected component of an (H, W) bool mask (8- or 4-connected); ties go to the component whose
+    first pixel comes first in raster order (as `skimage.measure.label` numbers them). Runs of each row are joined
+    to the touching runs of the row above with a union-find, so the cost grows with the number of runs."""
+    rows, starts, ends = _row_runs(mask)
+    out = np.zeros(mask.shape, dtype=bool)
+    if rows.size == 0:
+        return out
+    parent = list(range(rows.size))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    reach = 1 if connectivity == 8 else 0  # 8-connected runs also touch diagonally
+    row_first = np.searchsorted(rows, np.arange(mask.shape[0] + 1))
+    for r in range(1, mask.shape[0]):
+        above, here = range(row_first[r - 1], row_first[r]), range(row_first[r], row_first[r + 1])
+        j = above.start
+        for i in here:
+            while j < above.stop and ends[j] + reach <= starts[i]:
+                j += 1
+            k = j
+            while k < above.stop and starts[k] < ends[i] + reach:
+                a, b = root(i), root(k)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)  # the root is the component's first run in raster order
+                k += 1
+    roots = np.array([root(i) for i in range(rows.size)])
+    sizes = np.bincount(roots, weights=ends - starts)
+    best = int(np.flatnonzero(sizes == sizes.max())[0])  # the largest; ties: the first in raster order
+    for i in np.flatnonzero(roots == best):
+        out[rows[i], starts[i] : ends[i]] = True
+    return out
+
+
+def largest_pixel_components(mask: torch.Tensor, connectivity: int = 8) -> torch.Tensor:
+    """`largest_pixel_component` of each (H, W) mask of an (n, H, W) batch. An empty mask stays empty."""
+    if connectivity not in (4, 8):
+        raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
+    masks = mask.detach().cpu().bool().numpy()
+    out = np.stack([largest_pixel_component(m, connectivity) for m in masks]) if len(masks) else masks
+    return torch.from_numpy(out).to(mask.device)
+
+
+def official_region_boxes(
+    heat: torch.Tensor, threshold: float, connectivity: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, H, W) pixel heat maps (values k/255) -> (pixel boxes (n, 4) as y0, y1, x0, x1; region masks (n, H, W)):
+    the bounding box of the largest connected component of the pixels above `threshold` (strictly, as OpenCV's
+    THRESH_BINARY). A map without such a pixel keeps the whole image."""
+    levels = torch.round(heat * 255.0)
+    masks = largest_pixel_components(levels > round(threshold * 255.0, 6), connectivity)
+    boxes = []
+    for index, component in enumerate(masks):
+        if not component.any():
+            masks[index] = True
+            component = masks[index]
+        boxes.append(component_box(component))
+    return torch.tensor(boxes, dtype=torch.long, device=heat.device), masks
+
+
 def crop_regions(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """Crop each (3, H, W) image of a (B, 3, H, W) batch to its pixel box (y0, y1, x0, x1) and resize the crop to
     size x size (bilinear)."""
@@ -145,8 +259,9 @@ def crop_regions(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.
 @dataclass
 class ASGKVisualOutput(ModelOutput):
     """Per study: pooled features (B, C) averaged over its views (f_g, f_l, f_f; f_l and f_f are None without the
-    internal signals), the classifiers' tag logits (B, N) and, per view, heat maps (B, V, h, w), region masks
-    (B, V, h, w) and pixel boxes (B, V, 4) (zeros for missing views)."""
+    internal signals), the classifiers' tag logits (B, N) and, per view, heat maps and region masks (B, V, h, w) on
+    the feature grid ("max_abs") or (B, V, H, W) on the image's pixels ("official"), and pixel boxes (B, V, 4)
+    (zeros for missing views)."""
 
     global_features: torch.Tensor | None = None
     local_features: torch.Tensor | None = None
@@ -211,14 +326,43 @@ class ASGKVisualExtractor(nn.Module):
             raise ValueError(f"backbone {self.backbone_name!r} must give (n, C, h, w) feature maps for the heat map")
         return features
 
+    def global_maps(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The global backbone's feature maps and, for the official heat map, the same maps before the final
+        activation (a copy of that activation's input, kept by a forward pre-hook; None in "max_abs" mode)."""
+        if self.heatmap_mode != "official":
+            return self.feature_maps(images), None
+        kept: list[torch.Tensor] = []
+
+        def keep(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            kept.append(inputs[0].detach().clone())  # cloned: the activation may work in place
+
+        handle = pre_activation_module(self.global_backbone).register_forward_pre_hook(keep)
+        try:
+            maps = self.feature_maps(images)
+        finally:
+            handle.remove()
+        return maps, kept[-1]
+
+    def regions(
+        self, maps: torch.Tensor, pre_activation: torch.Tensor | None, image_size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(heat maps, pixel boxes (n, 4), region masks) of the configured procedure: grid-level maps and masks for
+        "max_abs", pixel-level for "official"."""
+        if pre_activation is None:
+            heat = heat_map(maps.detach().float(), self.heatmap_mode)
+            boxes, masks = region_boxes(heat, self.threshold, image_size, self.connectivity)
+            return heat, boxes, masks
+        heat = official_heat_map(pre_activation, image_size)
+        boxes, masks = official_region_boxes(heat, self.threshold, self.connectivity)
+        return heat, boxes, masks
+
     def forward(self, pixel_values: torch.Tensor, view_mask: torch.Tensor | None = None) -> ASGKVisualOutput:
         pixel_values, view_mask = checked_views(pixel_values, view_mask)
         batch, views = pixel_values.shape[:2]
         images = pixel_values[view_mask]  # (n, 3, H, W), real views only
-        maps = self.feature_maps(images)
+        maps, pre_activation = self.global_maps(images)
         pooled_global = maps.mean(dim=(2, 3))
-        heat = heat_map(maps.detach().float(), self.heatmap_mode)
-        boxes, masks = region_boxes(heat, self.threshold, tuple(images.shape[-2:]), self.connectivity)
+        heat, boxes, masks = self.regions(maps, pre_activation, tuple(images.shape[-2:]))
         pooled_local = None
         if self.local_backbone is not None:
             crops = crop_regions(images, boxes, self.region_size)

@@ -35,6 +35,8 @@ ASGK_LABELER_TAGS: tuple[str, ...] = tuple(
 HEATMAP_MODES = ("max_abs", "official")
 FUSION_MODES = ("sum", "product")
 TAG_LOSSES = ("focal", "bce")
+DECODER_NORMS = ("post", "pre")
+DECODER_ACTIVATIONS = ("gelu_tanh", "gelu", "relu")
 #: The official code thresholds its 0-255 heat map at 178 (178 / 255 ≈ 0.698); the paper says τ = 0.7.
 OFFICIAL_HEATMAP_THRESHOLD = 178.0 / 255.0
 
@@ -53,8 +55,9 @@ class ASGKConfig(RRGConfig):
         visual_pretrained: load ImageNet weights when built for training. Paper §4: "DenseNet-121 with no
             pretraining" -> False.
         region_size: side of the region crop fed to the local DenseNet (§4: 224).
-        heatmap_mode: "max_abs" (default): H = max_k |f_c^k| (Eq. 9); "official": the channel sum, what the
-            official code computes. Both are min-max normalised to [0, 1] per image.
+        heatmap_mode: "max_abs" (default): H = max_k |f_c^k| (Eq. 9) on the feature grid, min-max normalised;
+            "official": the official code's procedure: the channel sum of the last block before its final ReLU,
+            as a uint8 map upsampled to the input image, thresholded per pixel (`asgk_visual`).
         heatmap_threshold: τ; None means 0.7 for "max_abs" (§3.3, Fig. 3) and 178/255 for "official" (the
             official code's threshold on its 0-255 map).
         heatmap_connectivity: 4 or 8-connected components of the thresholded map (the largest one is the
@@ -73,6 +76,11 @@ class ASGKConfig(RRGConfig):
         num_heads: attention heads. The paper does not say; 6 here (300 / 6 = 50 per head).
         d_ff: position-wise feed-forward size; not in the paper, 4 x d_model as GPT.
         dropout: dropout of the decoder and graph attention (GPT: 0.1).
+        decoder_norm: where each decoder block normalises: "post" (default: norm(x + sublayer(x)), GPT's blocks,
+            which §3.2 builds on, and the official code's `DecoderBlock`; no final norm) or "pre"
+            (x + sublayer(norm(x)) and a final norm, the R2Gen family's layout).
+        decoder_activation: the feed-forward activation: "gelu_tanh" (default: GPT's and the official code's tanh
+            approximation of GELU), "gelu" (exact) or "relu".
         graph_num_heads: heads of the graph's multi-head self-attention over the nodes (§3.2; not given: 6).
         max_seq_length: longest report in tokens, <bos> included (IU X-Ray 60, MIMIC-CXR 100, COV-CTR 150).
         max_position_embeddings: rows of the learned position matrix W_p (Eq. 6); must cover `max_seq_length` and
@@ -110,6 +118,8 @@ class ASGKConfig(RRGConfig):
         num_heads: int = 6,
         d_ff: int = 1200,
         dropout: float = 0.1,
+        decoder_norm: str = "post",
+        decoder_activation: str = "gelu_tanh",
         graph_num_heads: int = 6,
         max_seq_length: int = 60,
         max_position_embeddings: int = 512,
@@ -138,6 +148,8 @@ class ASGKConfig(RRGConfig):
         self.num_heads = num_heads
         self.d_ff = d_ff
         self.dropout = dropout
+        self.decoder_norm = decoder_norm
+        self.decoder_activation = decoder_activation
         self.graph_num_heads = graph_num_heads
         self.max_seq_length = max_seq_length
         self.max_position_embeddings = max_position_embeddings
@@ -168,6 +180,8 @@ class ASGKConfig(RRGConfig):
             ("heatmap_mode", self.heatmap_mode, HEATMAP_MODES),
             ("fusion", self.fusion, FUSION_MODES),
             ("tag_loss", self.tag_loss, TAG_LOSSES),
+            ("decoder_norm", self.decoder_norm, DECODER_NORMS),
+            ("decoder_activation", self.decoder_activation, DECODER_ACTIVATIONS),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")

@@ -62,6 +62,10 @@ class DCRRGConfig(RRGTransformerConfig):
             excluded -> 2).
         temperature_init: τ of Eq. 7, learnable, initialised at 0.07 (§3.2).
         learnable_temperature: train τ (True, the paper) or keep it fixed.
+        detach_soft_targets: the calibrated soft targets of Eq. 4-5 are constants (True, as MedCLIP's soft targets
+            are) or carry gradients into the encoders through the calibration weights sim(t_i, t_j), sim(v_i, v_j)
+            (False). The paper does not say; constants keep the encoders from lowering L_CSM by moving their own
+            targets. Read by `DCCLIPEncoder.matching_loss`.
         d_model, num_heads, d_ff, dropout: the decoder's size. The paper gives none of them; 512 (the BERT/CNN
             projection size), 8 heads, 2048 (the Transformer's FFN ratio), 0.1.
         num_layers: decoder layers (§3.3: two).
@@ -88,6 +92,7 @@ class DCRRGConfig(RRGTransformerConfig):
         num_observation_classes: int = 2,
         temperature_init: float = 0.07,
         learnable_temperature: bool = True,
+        detach_soft_targets: bool = True,
         d_model: int = 512,
         num_heads: int = 8,
         d_ff: int = 2048,
@@ -107,6 +112,7 @@ class DCRRGConfig(RRGTransformerConfig):
         self.num_observation_classes = num_observation_classes
         self.temperature_init = temperature_init
         self.learnable_temperature = learnable_temperature
+        self.detach_soft_targets = detach_soft_targets
         self.use_positional_encoding = use_positional_encoding
         self.prefix_length = prefix_length
         self.description_max_length = description_max_length

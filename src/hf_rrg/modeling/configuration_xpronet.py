@@ -28,6 +28,7 @@ XPRONET_OBSERVATIONS: tuple[str, ...] = (
 )
 
 PROTOTYPE_WEIGHTINGS = ("softmax", "normalized")
+TEXT_RESPONSE_POOLINGS = ("tokens", "all_positions")
 
 
 class XProNetConfig(RRGTransformerConfig):
@@ -60,9 +61,15 @@ class XProNetConfig(RRGTransformerConfig):
             FCN for both) or one each (False, the default: the official code has two fusion layers, one for the
             image patches and one for the words, and its published checkpoints need both).
         contrastive_margin: α, negative pairs count only above this cosine similarity (Eq. 17; official: 0.4).
-        contrastive_theta: θ, the positive-pair target θ^(-h_d/h_t) (Eq. 17-18; §4 Fig. 6: 1.75).
+        contrastive_theta: θ, the positive-pair target θ^(-h_d/h_t) (Eq. 17-18; §4 Fig. 6: 1.75 is best on
+            MIMIC-CXR, the default). The official code hard-codes 1.5 for both datasets (the shipped IU X-Ray and
+            MIMIC-CXR configs, which follow the official scripts, set 1.5).
         contrastive_improved: True uses θ^(-h_d/h_t) as the positive target (Eq. 17); False replaces it by 1
             (the "w/o IMLCS" ablation of Table 2, a standard multi-label contrastive loss).
+        text_response_pooling: the σ of Eq. 17 for the textual responses r^t: "tokens" (default) averages the real
+            tokens of each report, so a report's feature does not depend on how long the other reports of its batch
+            are; "all_positions" averages every decoder position of the padded batch, padding included, as the
+            official code does (`torch.mean(txt_responses, dim=1)`). The paper says "mean" only.
         visual_contrastive_weight: λ of L_icn^s (Eq. 20; official IU script: 1.0).
         text_contrastive_weight: δ of L_icn^t (Eq. 20; official IU script: 0.1).
         label_loss_weight: weight of the image-level label head's BCE. Not in the paper: hf-rrg adds the head so
@@ -93,6 +100,7 @@ class XProNetConfig(RRGTransformerConfig):
         contrastive_margin: float = 0.4,
         contrastive_theta: float = 1.75,
         contrastive_improved: bool = True,
+        text_response_pooling: str = "tokens",
         visual_contrastive_weight: float = 1.0,
         text_contrastive_weight: float = 0.1,
         label_loss_weight: float = 1.0,
@@ -113,6 +121,7 @@ class XProNetConfig(RRGTransformerConfig):
         self.contrastive_margin = contrastive_margin
         self.contrastive_theta = contrastive_theta
         self.contrastive_improved = contrastive_improved
+        self.text_response_pooling = text_response_pooling
         self.visual_contrastive_weight = visual_contrastive_weight
         self.text_contrastive_weight = text_contrastive_weight
         self.label_loss_weight = label_loss_weight
@@ -150,6 +159,10 @@ class XProNetConfig(RRGTransformerConfig):
         if self.prototype_weighting not in PROTOTYPE_WEIGHTINGS:
             raise ValueError(
                 f"prototype_weighting must be one of {PROTOTYPE_WEIGHTINGS}, got {self.prototype_weighting!r}"
+            )
+        if self.text_response_pooling not in TEXT_RESPONSE_POOLINGS:
+            raise ValueError(
+                f"text_response_pooling must be one of {TEXT_RESPONSE_POOLINGS}, got {self.text_response_pooling!r}"
             )
         if self.prototype_attention_dim % self.prototype_num_heads:
             raise ValueError(

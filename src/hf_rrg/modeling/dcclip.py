@@ -17,6 +17,7 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from .configuration_dcrrg import DCRRGConfig
+from .dcrrg_losses import calibrated_semantic_matching_loss
 from .visual_extractor import VisualExtractor
 
 
@@ -93,6 +94,7 @@ class DCCLIPEncoder(nn.Module):
             torch.zeros(1), requires_grad=config.learnable_temperature
         )  # shape (1,), not 0-d: PEFT's embedding search indexes every parameter's shape[0]
         self.temperature_init = config.temperature_init
+        self.detach_soft_targets = config.detach_soft_targets
         self.memory_projection = nn.Linear(projection, config.d_model)
         self.reset_temperature()
 
@@ -133,6 +135,13 @@ class DCCLIPEncoder(nn.Module):
     def project_text(self, features: torch.Tensor, prompt_ids: torch.Tensor) -> torch.Tensor:
         """t_p = f_t(concat(t, e_prompt)) (Eq. 2b), (B, n, P)."""
         return self.text_projection(features, prompt_ids)
+
+    def matching_loss(self, *embeddings_labels_features: torch.Tensor) -> torch.Tensor:
+        """L_CSM (Eq. 3-9) with this model's τ and `config.detach_soft_targets`: the arguments of
+        `calibrated_semantic_matching_loss` up to the raw embeddings (v_p, t_p, image labels, text labels, v, t)."""
+        return calibrated_semantic_matching_loss(
+            *embeddings_labels_features, temperature=self.temperature, detach_targets=self.detach_soft_targets
+        )
 
     def load_pretrained_text_encoder(self, name_or_path: str) -> None:
         """Copy a ClinicalBERT-style checkpoint's weights into E_txt (Appendix A). Its config must match

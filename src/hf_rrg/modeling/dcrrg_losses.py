@@ -28,6 +28,7 @@ def calibrated_soft_targets(
     text_labels: torch.Tensor,
     image_features: torch.Tensor,
     text_features: torch.Tensor,
+    detach: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The calibrated soft targets of Eq. 4-5.
 
@@ -35,7 +36,13 @@ def calibrated_soft_targets(
     (Eq. 4), and `y_t2v[j, i] = softmax_i(ŵ_ji s_ji)` with `ŵ_ji = sim(v_j, v_i)/2 + 0.5` (Eq. 5), where `s_ji` is
     the label cosine of text j and image i (= s_ij transposed). `image_features` / `text_features` are the raw
     encoder embeddings v (Eq. 1a) and t (Eq. 2a), which the paper's `sim` compares.
+
+    `detach=True` (default) makes the targets constants, as MedCLIP's soft targets are: the paper does not say
+    whether gradients flow through the calibration weights, and if they do the encoders can lower the loss by moving
+    their own targets (e.g. by making every sim(t_i, t_j) equal). False lets the gradient through.
     """
+    if detach:
+        image_features, text_features = image_features.detach(), text_features.detach()
     s = label_similarity(image_labels, text_labels)  # s[i, j]: image i vs text j
     w = calibration_weights(text_features)  # w[i, j] = sim(t_i, t_j)/2 + 0.5
     w_hat = calibration_weights(image_features)  # ŵ[j, i] = sim(v_j, v_i)/2 + 0.5
@@ -52,6 +59,7 @@ def calibrated_semantic_matching_loss(
     image_features: torch.Tensor,
     text_features: torch.Tensor,
     temperature: torch.Tensor | float = 0.07,
+    detach_targets: bool = True,
 ) -> torch.Tensor:
     """L_CSM of DCRRG (§3.2, Eq. 3-9) over a batch of N image-text pairs.
 
@@ -61,6 +69,7 @@ def calibrated_semantic_matching_loss(
         image_labels / text_labels: (N, L) observation label vectors (1 positive, 0 otherwise) for Eq. 3.
         image_features / text_features: the raw embeddings v (N, D) and t (N, M) for the calibration (Eq. 4-5).
         temperature: τ of Eq. 7 (a float or a 0-d tensor, e.g. the model's learnable one).
+        detach_targets: the soft targets are constants (default; see `calibrated_soft_targets`).
 
     Returns the scalar (L^{v→l} + L^{l→v}) / 2 (Eq. 9), where L^{v→l} = -1/N Σ_i Σ_j y^{v→t}_ij log ŷ_ij (Eq. 8)
     with ŷ_ij = softmax_j(ŝ_ij / τ) and ŝ_ij = ṽ_i · t̃_j (Eq. 6-7), and L^{l→v} is the same over the transposed
@@ -72,7 +81,7 @@ def calibrated_semantic_matching_loss(
             f"calibrated_semantic_matching_loss needs N paired rows everywhere; got image_embeds {n}, text_embeds "
             f"{text_embeds.size(0)}, image_labels {image_labels.size(0)}, text_labels {text_labels.size(0)}"
         )
-    y_v2t, y_t2v = calibrated_soft_targets(image_labels, text_labels, image_features, text_features)
+    y_v2t, y_t2v = calibrated_soft_targets(image_labels, text_labels, image_features, text_features, detach_targets)
     logits = F.normalize(image_embeds.float(), dim=-1) @ F.normalize(text_embeds.float(), dim=-1).T  # Eq. 6
     logits = logits / temperature
     loss_v2t = -(y_v2t * F.log_softmax(logits, dim=1)).sum(dim=1).mean()  # Eq. 7-8

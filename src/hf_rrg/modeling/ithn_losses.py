@@ -113,6 +113,24 @@ def _cosine_matrix(rows: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     return F.normalize(rows.float(), dim=-1) @ F.normalize(columns.float(), dim=-1).T
 
 
+def _similarity_parts(
+    image: torch.Tensor,
+    report: torch.Tensor,
+    negative_image: torch.Tensor,
+    negative_report: torch.Tensor,
+    synthesized: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(S1, S2, S3') of Eq. 9-10: S1[i, j] = cos(z_i, u_j), S2[i, j] = cos(z_i⁻, u_j⁻), S3[i, j] = cos(z_i, ũ_j⁻)
+    with its diagonal multiplied by −1 (S3'); S3' is None without `synthesized`."""
+    s1 = _cosine_matrix(image, report)
+    s2 = _cosine_matrix(negative_image, negative_report)
+    if synthesized is None:
+        return s1, s2, None
+    s3 = _cosine_matrix(image, synthesized)
+    sign = 1.0 - 2.0 * torch.eye(s3.size(0), device=s3.device, dtype=s3.dtype)
+    return s1, s2, s3 * sign
+
+
 def ithn_similarity_matrix(
     image: torch.Tensor,
     report: torch.Tensor,
@@ -123,13 +141,8 @@ def ithn_similarity_matrix(
     """S = (S1 + S2 + S3')/3 (Eq. 11): S1[i, j] = cos(z_i, u_j) (Eq. 9), S2[i, j] = cos(z_i⁻, u_j⁻),
     S3[i, j] = cos(z_i, ũ_j⁻) (Eq. 10) with its diagonal multiplied by −1 (S3'). With `synthesized=None`,
     S = (S1 + S2)/2 (a plain two-view CLIP similarity)."""
-    s1 = _cosine_matrix(image, report)
-    s2 = _cosine_matrix(negative_image, negative_report)
-    if synthesized is None:
-        return (s1 + s2) / 2
-    s3 = _cosine_matrix(image, synthesized)
-    sign = 1.0 - 2.0 * torch.eye(s3.size(0), device=s3.device, dtype=s3.dtype)
-    return (s1 + s2 + s3 * sign) / 3
+    s1, s2, s3 = _similarity_parts(image, report, negative_image, negative_report, synthesized)
+    return (s1 + s2) / 2 if s3 is None else (s1 + s2 + s3) / 3
 
 
 def ithn_clip_loss(
@@ -139,15 +152,26 @@ def ithn_clip_loss(
     negative_report: torch.Tensor,
     synthesized: torch.Tensor | None,
     temperature: float | torch.Tensor = 0.07,
+    synthesis_temperature: float | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """L_CP (Eq. 12): ½(L_con(S) + L_con(Sᵀ)) with S of Eq. 11 (`ithn_similarity_matrix`) and L_con the InfoNCE of
     Eq. 8 over logits S/τ with the diagonal as targets: −mean_i log(exp(S_ii/τ) / Σ_k exp(S_ik/τ)).
 
     Eq. 8 as printed puts the log outside the sum and leaves the positive out of the denominator; this is the
     standard CLIP loss it cites ([26]), which the paper's code trains with.
+
+    `synthesis_temperature` τ₃ gives S3' its own temperature, as the official code does (two learned scales: one
+    for S1 and S2, one for S3): logits = (S1/τ + S2/τ + S3'/τ₃)/3. None: one τ for all (the paper).
     """
-    similarity = ithn_similarity_matrix(image, report, negative_image, negative_report, synthesized)
-    logits = similarity / torch.as_tensor(temperature, dtype=similarity.dtype, device=similarity.device)
+    s1, s2, s3 = _similarity_parts(image, report, negative_image, negative_report, synthesized)
+    tau = torch.as_tensor(temperature, dtype=s1.dtype, device=s1.device)
+    if s3 is None:
+        logits = (s1 + s2) / 2 / tau
+    elif synthesis_temperature is None:
+        logits = (s1 + s2 + s3) / 3 / tau  # S/τ (Eq. 11)
+    else:
+        tau3 = torch.as_tensor(synthesis_temperature, dtype=s1.dtype, device=s1.device)
+        logits = (s1 / tau + s2 / tau + s3 / tau3) / 3
     targets = torch.arange(logits.size(0), device=logits.device)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 

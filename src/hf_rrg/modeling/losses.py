@@ -38,12 +38,16 @@ def xpronet_multilabel_contrastive_loss(
 
     With f_i = σ(features_i) (mean over positions, then L2 normalisation) and s_ij = f_i · f_j (cosine similarity):
 
-        L = 1/B² · Σ_i [ Σ_{j: y_i·y_j ≠ 0} (θ^(-h_d/h_t) - s_ij)  +  Σ_{j: y_i·y_j = 0} max(s_ij - α, 0) ]
+        L = 1/B² · Σ_i [ Σ_{j: y_i·y_j ≠ 0} max(θ^(-h_d/h_t) - s_ij, 0)  +  Σ_{j: y_i·y_j = 0} max(s_ij - α, 0) ]
 
     with h_d = Σ|y_i - y_j| (labels that differ) and h_t = Σ(y_i + y_j) (all labels of the pair), Eq. 18. Samples
-    sharing at least one label are positive pairs pulled towards the target θ^(-h_d/h_t) (<= 1: the more their
+    sharing at least one label are positive pairs pulled up to the target θ^(-h_d/h_t) (<= 1: the more their
     labels differ the more dissimilarity is tolerated); the others are negative pairs pushed below the margin α.
-    The positive term is used as the equation writes it (linear, not clipped at 0).
+
+    The positive term is clipped at 0, as the official code does (`my_con_loss`) and as §3.4 describes ("tolerate
+    some dissimilarity"): a positive pair already more similar than its target costs nothing. Eq. 17 as printed
+    leaves it linear, but then the target is a constant offset of the loss and θ (and the "w/o IMLCS" ablation)
+    would not change a single gradient.
 
     The pair of a sample with itself is left out: by Eq. 17 it contributes θ^0 - 1 = 0 when the sample has a label,
     and a label-less sample would otherwise count as its own negative. The sum is still divided by B² (all pairs),
@@ -55,7 +59,7 @@ def xpronet_multilabel_contrastive_loss(
         labels: (batch, num_labels) binary multi-labels (floats or ints, 1 = present).
         mask: optional (batch, positions) bool, True at the positions to average (real tokens).
         margin: α (paper: 0.4).
-        theta: θ (paper: 1.75, Fig. 6).
+        theta: θ (paper: 1.75, best on MIMIC-CXR in Fig. 6; the official code uses 1.5 on both datasets).
         improved: False replaces θ^(-h_d/h_t) by 1 (the "w/o IMLCS" ablation, Table 2).
 
     Returns:
@@ -79,6 +83,6 @@ def xpronet_multilabel_contrastive_loss(
         target = torch.pow(torch.as_tensor(theta, dtype=y.dtype, device=y.device), -differing / total.clamp_min(1e-12))
     else:
         target = torch.ones_like(similarity)
-    positive_term = torch.where(positive, target - similarity, torch.zeros_like(similarity))
+    positive_term = torch.where(positive, (target - similarity).clamp_min(0.0), torch.zeros_like(similarity))
     negative_term = torch.where(negative, (similarity - margin).clamp_min(0.0), torch.zeros_like(similarity))
     return (positive_term + negative_term).sum() / batch**2

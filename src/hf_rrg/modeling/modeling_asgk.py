@@ -9,8 +9,8 @@ to the graph nodes + feed-forward, P = softmax(h_N W_e^T) (tied embeddings, 300-
 Textbook mode (external auxiliary signals, §3.3): a sentence's GloVe embeddings -> single-layer GRU (1024 hidden) ->
 its last hidden state replaces f_input; the decoder learns to generate the sentence, the graph to find its tags.
 
-Loss (§4, all weights 1): token cross-entropy (Eq. 5) + graph tag BCE (Eq. 4) + the three visual classifiers' focal
-loss (Eq. 10-11; BCE with `tag_loss="bce"`), each term returned on its own.
+Loss (§4, all weights 1): token cross-entropy (Eq. 5) + graph tag BCE on the final graph's tag nodes (Eq. 4) + the
+three visual classifiers' focal loss (Eq. 10-11; BCE with `tag_loss="bce"`), each term returned on its own.
 """
 
 from __future__ import annotations
@@ -35,11 +35,13 @@ from .transformer_layers import DecoderLayer, StdLayerNorm, causal_mask
 @dataclass
 class ASGKEncoderOutput(RRGEncoderOutput):
     """`last_hidden_state`: the graph nodes (B, N, d_model) the decoder attends to; `pooled_features`: f_input.
-    Also the node values V (B, N), tag logits (B, N), edge weights E (B, N, N) and, for images, the visual branch's
-    classifier logits, heat maps, region masks and pixel boxes (per view)."""
+    Also the final tag probabilities v (`node_values`, B × N; Eq. 4 trains them) and their logits, Eq. 1's V
+    (`initial_node_values`), the edge weights E (B, N, N) and, for images, the visual branch's classifier logits,
+    heat maps, region masks and pixel boxes (per view)."""
 
     node_values: torch.Tensor | None = None
     tag_logits: torch.Tensor | None = None
+    initial_node_values: torch.Tensor | None = None
     edge_weights: torch.Tensor | None = None
     global_logits: torch.Tensor | None = None
     local_logits: torch.Tensor | None = None
@@ -97,6 +99,7 @@ class ASGKEncoder(nn.Module):
             pooled_features=features,
             node_values=graph["node_values"],
             tag_logits=graph["tag_logits"],
+            initial_node_values=graph["initial_node_values"],
             edge_weights=graph["edge_weights"],
         )
         if visual is not None:
@@ -115,8 +118,10 @@ class GPTEmbedding(nn.Embedding):
 
 class ASGKDecoder(nn.Module):
     """GPT-style decoder (Eq. 6-7): learned word and position embeddings, N blocks of masked self-attention,
-    attention to the graph nodes and feed-forward (pre-norm, with the shared incremental-decoding cache), final
-    layer norm. The output layer (Eq. 8) is the word embedding matrix, applied by the model."""
+    attention to the graph nodes and feed-forward (with the shared incremental-decoding cache). By default the blocks
+    are GPT's and the official code's: post-norm (`nn.LayerNorm`, eps 1e-6) with a tanh-GELU feed-forward and no
+    final norm; `decoder_norm="pre"` gives pre-norm blocks and a final norm. The output layer (Eq. 8) is the word
+    embedding matrix, applied by the model."""
 
     def __init__(self, config: ASGKConfig) -> None:
         super().__init__()
@@ -124,11 +129,17 @@ class ASGKDecoder(nn.Module):
         self.embed_tokens = GPTEmbedding(config.vocab_size, d_model)  # W_e
         self.embed_positions = GPTEmbedding(config.max_position_embeddings, d_model)  # W_p
         self.dropout = nn.Dropout(config.dropout)
+        post = config.decoder_norm == "post"
+
+        def make_norm() -> nn.Module:
+            return nn.LayerNorm(d_model, eps=1e-6) if post else StdLayerNorm(d_model)
+
         self.layers = nn.ModuleList(
-            DecoderLayer(d_model, config.num_heads, config.d_ff, config.dropout, lambda: StdLayerNorm(d_model))
+            DecoderLayer(d_model, config.num_heads, config.d_ff, config.dropout, make_norm, post_norm=post,
+                         activation=config.decoder_activation)  # fmt: skip
             for _ in range(config.num_layers)
         )
-        self.norm = StdLayerNorm(d_model)
+        self.norm = nn.Identity() if post else StdLayerNorm(d_model)
 
     def embed(self, input_ids: torch.Tensor, past: int = 0) -> torch.Tensor:
         """h_0 = W_e[tokens] + W_p[positions] (Eq. 6)."""
@@ -273,8 +284,8 @@ class ASGKForConditionalGeneration(RRGTransformerPreTrainedModel, GenerationMixi
     def tag_losses(
         self, encoder_outputs: ASGKEncoderOutput, tag_labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(graph BCE on the node values (Eq. 4), summed visual classifier losses (Eq. 10-11) or None for
-        textbook inputs)."""
+        """(graph BCE on the final graph tag probabilities (Eq. 4), summed visual classifier losses (Eq. 10-11) or
+        None for textbook inputs)."""
         if tag_labels.shape != encoder_outputs.node_values.shape:
             raise ValueError(
                 f"tag_labels has shape {tuple(tag_labels.shape)}, expected {tuple(encoder_outputs.node_values.shape)} "

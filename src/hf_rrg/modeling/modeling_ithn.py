@@ -13,6 +13,8 @@ forcing. From that pass ITHN reads
 synthesises the harder negative ũ_i⁻ (Eq. 2 or Eq. 5-7, with λ = 1 − exp(−α·epoch)) and adds to the backbone's own
 objective (its token cross-entropy L_CE on (I_i, R_i), plus e.g. XProNet's contrastive and label terms)
 β·L_CP (the modified CLIP loss, Eq. 8-12) and γ·L_CS (Eq. 1): L_F = L_CE + β·L_CP + γ·L_CS (Eq. 13).
+`ITHNConfig.from_preset("official")` switches to the official code's objective instead (0.7·L_CE, bias-free
+projections, two uncapped temperatures, u averaged over padding, one view per study; docs/ithn.md).
 
 Inference is the backbone's: `generate` delegates to it, and `backbone_model()` / `export_backbone()` give a plain
 backbone checkpoint (the ITHN heads are training-only).
@@ -58,7 +60,8 @@ _TOKEN_PADDING = {"decoder_input_ids": "pad", "decoder_attention_mask": 0, "labe
 
 @dataclass
 class ITHNOutput(ModelOutput):
-    """`loss` is Eq. 13 on top of the backbone's objective: backbone_loss + β·clip_loss + γ·cs_loss.
+    """`loss` is Eq. 13 on top of the backbone's objective: w·backbone_loss + β·clip_loss + γ·cs_loss (w =
+    `config.backbone_loss_weight`: 1 in the paper, 0.7 in the official code).
 
     ce_loss: the backbone's token cross-entropy (on (I_i, R_i) only unless `config.ce_on_negatives`).
     clip_loss: L_CP (Eq. 12); cs_loss: L_CS (Eq. 1); both None without a neighbour batch or when switched off.
@@ -88,25 +91,47 @@ class ITHNOutput(ModelOutput):
 
 
 class ITHNContrastiveHead(nn.Module):
-    """The training-only part of ITHN: the two projections into the shared space (§4.2) and log(1/τ)."""
+    """The training-only part of ITHN: the two projections into the shared space (§4.2) and log(1/τ) (plus
+    log(1/τ₃) for S3' when it has its own temperature, as in the official code)."""
 
-    def __init__(self, image_dim: int, report_dim: int, embed_dim: int, initial_temperature: float) -> None:
+    def __init__(
+        self,
+        image_dim: int,
+        report_dim: int,
+        embed_dim: int,
+        initial_temperature: float,
+        bias: bool = True,
+        max_logit_scale: float | None = 100.0,
+        separate_synthesis_temperature: bool = False,
+    ) -> None:
         super().__init__()
         self.initial_temperature = initial_temperature
-        self.image_projection = nn.Linear(image_dim, embed_dim)
-        self.report_projection = nn.Linear(report_dim, embed_dim)
+        self.max_logit_scale = max_logit_scale
+        self.image_projection = nn.Linear(image_dim, embed_dim, bias=bias)
+        self.report_projection = nn.Linear(report_dim, embed_dim, bias=bias)
         self.logit_scale = nn.Parameter(torch.empty(()))
+        self.synthesis_logit_scale = nn.Parameter(torch.empty(())) if separate_synthesis_temperature else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         self.image_projection.reset_parameters()
         self.report_projection.reset_parameters()
         with torch.no_grad():
-            self.logit_scale.fill_(math.log(1.0 / self.initial_temperature))
+            for scale in (self.logit_scale, self.synthesis_logit_scale):
+                if scale is not None:
+                    scale.fill_(math.log(1.0 / self.initial_temperature))
+
+    def _temperature(self, logit_scale: torch.Tensor) -> torch.Tensor:
+        scale = logit_scale.exp()
+        return 1.0 / (scale if self.max_logit_scale is None else scale.clamp(max=self.max_logit_scale))
 
     def temperature(self) -> torch.Tensor:
-        """τ = 1 / exp(logit_scale), with 1/τ capped at 100 (CLIP)."""
-        return 1.0 / self.logit_scale.exp().clamp(max=100.0)
+        """τ = 1 / exp(logit_scale), with 1/τ capped at `max_logit_scale` (CLIP: 100) unless that is None."""
+        return self._temperature(self.logit_scale)
+
+    def synthesis_temperature(self) -> torch.Tensor | None:
+        """τ₃ of S3' when it has its own scale (official code), else None (S3' shares τ)."""
+        return None if self.synthesis_logit_scale is None else self._temperature(self.synthesis_logit_scale)
 
 
 class _FeatureCapture:
@@ -132,6 +157,15 @@ def _pad_to(tensor: torch.Tensor, size: int, dim: int, value: float | int) -> to
     shape = list(tensor.shape)
     shape[dim] = size - tensor.size(dim)
     return torch.cat([tensor, tensor.new_full(shape, value)], dim=dim)
+
+
+def first_view(
+    pixel_values: torch.Tensor, view_mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Each study's first view only: (B, V, 3, H, W) -> (B, 1, 3, H, W) (a (B, 3, H, W) batch is already one)."""
+    if pixel_values.dim() != 5:
+        return pixel_values, view_mask
+    return pixel_values[:, :1], (None if view_mask is None else view_mask[:, :1])
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -178,8 +212,13 @@ class ITHNForConditionalGeneration(ITHNPreTrainedModel, GenerationMixin):
         self.backbone = model_class(backbone_config)
         image_dim = config.image_feature_dim or self._backbone_image_dim()
         report_dim = config.report_feature_dim or backbone_config.d_model
-        self.ithn_head = ITHNContrastiveHead(image_dim, report_dim, config.embed_dim, config.initial_temperature)
-        self.ithn_head.logit_scale.requires_grad_(config.learnable_temperature and config.use_clip_loss)
+        self.ithn_head = ITHNContrastiveHead(
+            image_dim, report_dim, config.embed_dim, config.initial_temperature, config.projection_bias,
+            config.max_logit_scale, config.separate_synthesis_temperature,
+        )  # fmt: skip
+        for scale in (self.ithn_head.logit_scale, self.ithn_head.synthesis_logit_scale):
+            if scale is not None:
+                scale.requires_grad_(config.learnable_temperature and config.use_clip_loss)
         # parameters no loss reads are frozen (distributed training refuses parameters without gradients)
         self.ithn_head.report_projection.requires_grad_(config.use_clip_loss)
         self.ithn_head.image_projection.requires_grad_(config.use_clip_loss or config.use_cs_loss)
@@ -221,6 +260,8 @@ class ITHNForConditionalGeneration(ITHNPreTrainedModel, GenerationMixin):
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """The backbone's `generate`, with this model's `generation_config` as the backbone's defaults."""
         self.backbone.generation_config = self.generation_config
+        if self.config.single_view and kwargs.get("pixel_values") is not None:
+            kwargs["pixel_values"], kwargs["view_mask"] = first_view(kwargs["pixel_values"], kwargs.get("view_mask"))
         return self.backbone.generate(*args, **kwargs)
 
     # ----------------------------------------------------------------------------------------------- forward
@@ -249,6 +290,8 @@ class ITHNForConditionalGeneration(ITHNPreTrainedModel, GenerationMixin):
         """
         negative_keys = [key for key in kwargs if key.startswith(NEGATIVE_PREFIX)]
         negatives = {key[len(NEGATIVE_PREFIX) :]: kwargs.pop(key) for key in negative_keys}
+        if self.config.single_view and pixel_values is not None:
+            pixel_values, view_mask = first_view(pixel_values, view_mask)
         anchors = dict(pixel_values=pixel_values, view_mask=view_mask, decoder_input_ids=decoder_input_ids,
                        decoder_attention_mask=decoder_attention_mask, labels=labels, **kwargs)  # fmt: skip
         if negative_pixel_values is None:
@@ -260,6 +303,8 @@ class ITHNForConditionalGeneration(ITHNPreTrainedModel, GenerationMixin):
         negatives.update(pixel_values=negative_pixel_values, view_mask=negative_view_mask,
                          decoder_input_ids=negative_decoder_input_ids,
                          decoder_attention_mask=negative_decoder_attention_mask, labels=negative_labels)  # fmt: skip
+        if self.config.single_view:
+            negatives["pixel_values"], negatives["view_mask"] = first_view(negative_pixel_values, negative_view_mask)
         return self._ithn_forward(anchors, negatives, epoch)
 
     def _backbone_only(self, inputs: dict[str, Any]) -> ITHNOutput:
@@ -341,7 +386,6 @@ class ITHNForConditionalGeneration(ITHNPreTrainedModel, GenerationMixin):
                 handle.remove()
 
     def _ithn_forward(self, anchors: dict[str, Any], negatives: dict[str, Any], epoch: Any) -> ITHNOutput:
-        config = self.config
         batch = anchors["pixel_values"].size(0)
         if negatives["pixel_values"].size(0) != batch:
             raise ValueError(
@@ -359,21 +403,48 @@ class ITHNForConditionalGeneration(ITHNPreTrainedModel, GenerationMixin):
         pooled = capture.pooled
         if pooled.dim() == 3:  # (2B, V, C): average the real views
             pooled = masked_mean(pooled, joint.get("view_mask"))
-        reports = masked_mean(capture.hidden, joint.get("decoder_attention_mask"))
-        head = self.ithn_head
-        z = F.normalize(head.image_projection(pooled.float()), dim=-1)
-        u = F.normalize(head.report_projection(reports.float()), dim=-1)
-        z_pos, z_neg, u_pos, u_neg = z[:batch], z[batch:], u[:batch], u[batch:]
-
-        output = ITHNOutput(logits=out.logits[:batch], image_embeds=z_pos, report_embeds=u_pos,
-                            negative_image_embeds=z_neg, negative_report_embeds=u_neg)  # fmt: skip
+        output = ITHNOutput(logits=out.logits[:batch])
         self._copy_backbone_losses(out, output)
         if output.backbone_loss is None:
             raise ValueError("ITHN training needs `labels` (the report targets of the anchors)")
         epoch = self.current_epoch if epoch is None else float(epoch)
+        report_mask = self._report_mask(capture.hidden, joint, anchors, negatives)
+        return self.ithn_objective(pooled, capture.hidden, report_mask, output, epoch)
+
+    def _report_mask(
+        self, hidden: torch.Tensor, joint: dict[str, Any], anchors: dict[str, Any], negatives: dict[str, Any]
+    ) -> torch.Tensor | None:
+        """Which decoder positions u averages: the real tokens ("tokens"), or every position of the anchors' and of
+        the neighbours' own padded batches ("all_positions", the official code's two separate passes)."""
+        if self.config.report_pooling == "tokens":
+            return joint.get("decoder_attention_mask")
+        positions = torch.arange(hidden.size(1), device=hidden.device)
+        lengths = [inputs["decoder_input_ids"].size(1) for inputs in (anchors, negatives)]
+        batch = anchors["decoder_input_ids"].size(0)
+        return torch.cat([(positions < length).expand(batch, -1) for length in lengths], dim=0)
+
+    def ithn_objective(
+        self,
+        pooled: torch.Tensor,
+        hidden: torch.Tensor,
+        report_mask: torch.Tensor | None,
+        output: ITHNOutput,
+        epoch: float,
+    ) -> ITHNOutput:
+        """Eq. 1-13 on the joint batch's features: `pooled` (2B, C) image features and `hidden` (2B, T, D) decoder
+        states, anchors first; `report_mask` (2B, T) the positions u averages (None: all); `output` carries the
+        backbone's losses. Fills in the embeddings, λ, L_CP, L_CS and
+        loss = backbone_loss_weight·L_backbone + β·L_CP + γ·L_CS."""
+        config, head = self.config, self.ithn_head
+        batch = pooled.size(0) // 2
+        z = F.normalize(head.image_projection(pooled.float()), dim=-1)
+        u = F.normalize(head.report_projection(masked_mean(hidden, report_mask).float()), dim=-1)
+        z_pos, z_neg, u_pos, u_neg = z[:batch], z[batch:], u[:batch], u[batch:]
+        output.image_embeds, output.report_embeds = z_pos, u_pos
+        output.negative_image_embeds, output.negative_report_embeds = z_neg, u_neg
         lam = hardness_schedule(epoch, config.hardness_alpha)
         output.hardness = torch.tensor(lam)
-        total = output.backbone_loss
+        total = config.backbone_loss_weight * output.backbone_loss
         if config.use_clip_loss:
             synthesized = synthesize_hard_negatives(
                 u_pos, u_neg, lam, strategy=config.synthesis, image=z_pos, clamp=config.projection_clamp
@@ -383,7 +454,9 @@ class ITHNForConditionalGeneration(ITHNPreTrainedModel, GenerationMixin):
             temperature = head.temperature()
             output.synthesized_negative_embeds = synthesized
             output.temperature = temperature.detach()
-            output.clip_loss = ithn_clip_loss(z_pos, u_pos, z_neg, u_neg, synthesized, temperature)
+            output.clip_loss = ithn_clip_loss(
+                z_pos, u_pos, z_neg, u_neg, synthesized, temperature, head.synthesis_temperature()
+            )
             total = total + config.clip_loss_weight * output.clip_loss
         if config.use_cs_loss:
             output.cs_loss = image_similarity_loss(z_pos, z_neg, absolute=config.cs_absolute)

@@ -192,7 +192,10 @@ class XProNetForConditionalGeneration(RRGTransformerPreTrainedModel, GenerationM
         output.visual_contrastive_loss = xpronet_multilabel_contrastive_loss(
             encoder_outputs.visual_responses, target_labels, mask=encoder_outputs.attention_mask, **contrastive
         )
-        text_mask = decoder_attention_mask.bool() if decoder_attention_mask is not None else labels != -100
+        if config.text_response_pooling == "all_positions":  # the official code: padding positions included
+            text_mask = None
+        else:
+            text_mask = decoder_attention_mask.bool() if decoder_attention_mask is not None else labels != -100
         output.text_contrastive_loss = xpronet_multilabel_contrastive_loss(
             text["responses"], target_labels, mask=text_mask, **contrastive
         )

@@ -37,7 +37,8 @@ class PrototypeQuerying(nn.Module):
         "softmax": softmax over the γ selected scores q·k / sqrt(d_h) (the official code; the default).
         "normalized": Eq. 11, w_u = D_u / Σ_{j ≤ γ} D_j with D = q·k / d (Eq. 10). Scores may be negative, so the
             sum can be near zero; it is kept at least 1e-6 in magnitude.
-    Selected prototypes that the sample is not allowed to use (when it allows fewer than γ) get weight 0.
+    Selected prototypes that the sample is not allowed to use (when it allows fewer than γ) get weight 0. A sample
+    allowed no prototype at all (no positive label and no fallback slot) gets a zero response.
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class PrototypeQuerying(nn.Module):
         values = v[heads, index]  # (B, H, L, γ, dh)
         out = torch.matmul(self.dropout(weights).unsqueeze(-2), values).squeeze(-2)  # Eq. 13
         out = self.out_proj(out.transpose(1, 2).reshape(batch, length, self.num_heads * self.head_dim))
+        out = out * allowed.flatten(1).any(dim=-1).to(out.dtype)[:, None, None]  # nothing to respond with: zero
         if return_selection:
             return out, index, weights
         return out

@@ -1,5 +1,6 @@
 """Transformer building blocks of the R2Gen family (R2Gen, R2GenCMN, XProNet): pre-norm layers as in the
-"annotated Transformer" the official code bases derive from, with an incremental-decoding cache.
+"annotated Transformer" the official code bases derive from, with an incremental-decoding cache. `DecoderLayer`
+also has GPT's post-norm layout and a GELU feed-forward (ASGK's decoder).
 
 Faithful details kept on purpose: `StdLayerNorm` divides by the *unbiased* standard deviation plus eps (not by
 sqrt(var + eps) as `nn.LayerNorm`), token embeddings are scaled by sqrt(d_model), positions are sinusoidal.
@@ -85,17 +86,27 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(out), (k, v)
 
 
-class FeedForward(nn.Module):
-    """w2(dropout(relu(w1 x)))."""
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu,
+    "gelu": nn.functional.gelu,
+    "gelu_tanh": lambda x: nn.functional.gelu(x, approximate="tanh"),  # GPT's approximation
+}
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.1) -> None:
+
+class FeedForward(nn.Module):
+    """w2(dropout(act(w1 x))), act = relu (the R2Gen family) or a GELU (`ACTIVATIONS`)."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.1, activation: str = "relu") -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.w_1 = nn.Linear(d_model, d_ff)
         self.w_2 = nn.Linear(d_ff, d_model)
         self.dropout = nn.Dropout(dropout)
+        self.activation = ACTIVATIONS[activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w_2(self.dropout(torch.relu(self.w_1(x))))
+        return self.w_2(self.dropout(self.activation(self.w_1(x))))
 
 
 class SinusoidalPositions(nn.Module):
@@ -168,21 +179,30 @@ class TransformerEncoder(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Pre-norm masked self-attention, cross-attention and feed-forward sublayers.
+    """Masked self-attention, cross-attention and feed-forward sublayers, pre-norm (x + f(norm(x)), the R2Gen
+    family) or post-norm (norm(x + f(x)), GPT's original blocks, `post_norm=True`).
 
     `make_norm()` builds each sublayer's norm; a norm that takes a condition (R2Gen's memory-driven conditional
     layer norm) receives `condition` as a second argument.
     """
 
     def __init__(
-        self, d_model: int, num_heads: int, d_ff: int, dropout: float, make_norm: Callable[[], nn.Module]
+        self,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        dropout: float,
+        make_norm: Callable[[], nn.Module],
+        post_norm: bool = False,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         self.self_attn = MultiHeadAttention(num_heads, d_model, dropout)
         self.cross_attn = MultiHeadAttention(num_heads, d_model, dropout)
-        self.feed_forward = FeedForward(d_model, d_ff, dropout)
+        self.feed_forward = FeedForward(d_model, d_ff, dropout, activation)
         self.norms = nn.ModuleList([make_norm() for _ in range(3)])
         self.dropout = nn.Dropout(dropout)
+        self.post_norm = post_norm
 
     def _norm(self, index: int, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
         return self.norms[index](x) if condition is None else self.norms[index](x, condition)
@@ -197,6 +217,12 @@ class DecoderLayer(nn.Module):
         self_past: tuple[torch.Tensor, torch.Tensor] | None = None,
         cross_past: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        if self.post_norm:
+            out, self_kv = self.self_attn(x, x, x, self_mask, past=self_past)
+            x = self._norm(0, x + self.dropout(out), condition)
+            out, cross_kv = self.cross_attn(x, encoder_states, encoder_states, encoder_mask, cross_past, static_past=True)
+            x = self._norm(1, x + self.dropout(out), condition)
+            return self._norm(2, x + self.dropout(self.feed_forward(x)), condition), self_kv, cross_kv
         h = self._norm(0, x, condition)
         out, self_kv = self.self_attn(h, h, h, self_mask, past=self_past)
         x = x + self.dropout(out)

@@ -69,7 +69,10 @@ class OptimizerConfig:
         lr_visual / lr_rest: learning rates (R2Gen: 5e-5 / 1e-4; R2GenCMN: 1e-4 / 5e-4).
         weight_decay: applied to both groups (R2Gen: 5e-5).
         amsgrad: AMSGrad variant of Adam/AdamW (R2Gen: True).
-        betas: Adam betas; momentum: SGD momentum.
+        betas: Adam betas (PyTorch's (0.9, 0.999), which R2Gen's trainer uses; R2GenCMN, XProNet and ITHN pass
+            (0.9, 0.98)).
+        eps: Adam's epsilon (PyTorch's 1e-8, R2Gen's; R2GenCMN, XProNet and ITHN pass 1e-9).
+        momentum: SGD momentum.
     """
 
     name: str = "adam"
@@ -78,6 +81,7 @@ class OptimizerConfig:
     weight_decay: float = 5e-5
     amsgrad: bool = True
     betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
     momentum: float = 0.9
 
 

@@ -29,19 +29,17 @@ def split_parameters(model: nn.Module, visual_module_name: str = VISUAL_MODULE_N
 
 
 def build_optimizer(model: nn.Module, config: OptimizerConfig) -> torch.optim.Optimizer:
-    """Adam / AdamW / SGD over the groups `visual` (lr_visual) and `rest` (lr_rest), same weight decay."""
+    """Adam / AdamW (betas, eps, amsgrad) / SGD over the groups `visual` (lr_visual) and `rest` (lr_rest), same
+    weight decay."""
     visual, rest = split_parameters(model)
     groups = [
         {"params": visual, "lr": config.lr_visual, "name": "visual"},
         {"params": rest, "lr": config.lr_rest, "name": "rest"},
     ]
-    if config.name == "adam":
-        return torch.optim.Adam(
-            groups, weight_decay=config.weight_decay, amsgrad=config.amsgrad, betas=tuple(config.betas)
-        )
-    if config.name == "adamw":
-        return torch.optim.AdamW(
-            groups, weight_decay=config.weight_decay, amsgrad=config.amsgrad, betas=tuple(config.betas)
+    if config.name in ("adam", "adamw"):
+        optimizer = torch.optim.Adam if config.name == "adam" else torch.optim.AdamW
+        return optimizer(
+            groups, weight_decay=config.weight_decay, amsgrad=config.amsgrad, betas=tuple(config.betas), eps=config.eps
         )
     if config.name == "sgd":
         return torch.optim.SGD(groups, momentum=config.momentum, weight_decay=config.weight_decay)
