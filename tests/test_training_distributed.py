@@ -59,6 +59,6 @@ def test_two_process_cpu_run_trains_syncs_and_saves_once(tmp_path: Path) -> None
     steps = [json.loads(line) for line in (run_dir / "logs" / "train_steps.jsonl").read_text().splitlines()]
     assert [record["step"] for record in steps] == [1, 2, 3, 4]
     assert len((run_dir / "predictions.jsonl").read_text().splitlines()) == 3
-    assert (run_dir / "checkpoints" / "epoch_0001" / "random_states_1.pkl").is_file()  # both processes' RNGs
+    assert (run_dir / "checkpoints" / "epoch_0001" / "rng_state_1.safetensors").is_file()  # both processes' RNGs
     assert (run_dir / "model" / "model.safetensors").is_file()
     assert done.stdout.count("Run folder:") == 1  # the summary (and the writes) happen on one process only

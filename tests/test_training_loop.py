@@ -125,20 +125,19 @@ def test_resume_repeats_the_uninterrupted_losses(straight_run: Path, eight_studi
 def test_crash_during_checkpoint_save_keeps_the_last_good_one(
     straight_run: Path, eight_studies, tmp_path: Path, monkeypatch
 ) -> None:
-    from accelerate import Accelerator
+    from hf_rrg.training import checkpointing
 
-    real_save = Accelerator.save_state
+    real_save = checkpointing.save_module_state
     calls = {"n": 0}
 
-    def crashing_save(self, output_dir=None, **kwargs):
+    def crashing_save(path, state):
         calls["n"] += 1
         if calls["n"] == 2:  # the epoch-2 checkpoint: write part of it, then die
-            Path(output_dir).mkdir(parents=True, exist_ok=True)
-            (Path(output_dir) / "model.safetensors").write_bytes(b"half a file")
+            Path(path).write_bytes(b"half a file")
             raise RuntimeError("simulated crash mid-save")
-        return real_save(self, output_dir, **kwargs)
+        return real_save(path, state)
 
-    monkeypatch.setattr(Accelerator, "save_state", crashing_save)
+    monkeypatch.setattr(checkpointing, "save_module_state", crashing_save)
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit(_resume_config(2), tmp_path, datasets=_splits(eight_studies))
     checkpoints = tmp_path / "checkpoints"
@@ -147,7 +146,7 @@ def test_crash_during_checkpoint_save_keeps_the_last_good_one(
     assert (checkpoints / ".tmp_epoch_0001").is_dir()  # the interrupted save, never mistaken for a checkpoint
     assert json.loads((checkpoints / "epoch_0000" / "trainer_state.json").read_text())["epoch"] == 0
 
-    monkeypatch.setattr(Accelerator, "save_state", real_save)
+    monkeypatch.setattr(checkpointing, "save_module_state", real_save)
     fit(_resume_config(2), tmp_path, resume=True, datasets=_splits(eight_studies))
     assert not (checkpoints / ".tmp_epoch_0001").exists()
     assert latest_checkpoint(tmp_path) == checkpoints / "epoch_0001"
