@@ -74,6 +74,13 @@ class LoopSettings:
         values = {name: getattr(loop, name) for name in cls.__dataclass_fields__ if hasattr(loop, name)}
         return cls(**{**values, **changes})
 
+    @classmethod
+    def for_stage(cls, loop: TrainingLoopConfig, epochs: int, progress: bool = True, **changes: Any) -> LoopSettings:
+        """A recipe stage's settings: its own epochs, no clipping and no early stopping (the papers' pre-training
+        steps have neither); seed, accumulation, logging and checkpoint cadence from `training:`."""
+        return cls.from_training(loop, epochs=epochs, clip_grad_value=None, max_grad_norm=None, patience=None,
+                                 progress=progress, **changes)  # fmt: skip
+
 
 @dataclass
 class TrainingTask:
@@ -119,6 +126,8 @@ class EngineRun:
     resumed_from: Path | None = None
     epochs_trained_now: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    num_processes: int = 1
+    replicas_in_sync: bool = True
 
 
 def default_forward(model: nn.Module, batch: Any) -> Any:
@@ -149,13 +158,14 @@ def fresh_state(task: str) -> dict[str, Any]:
 class Engine:
     """Runs `TrainingTask`s on one `Accelerator`, checkpointing into `checkpoint_dir` and logging into
     `run_dir/logs`. Without `policy.resume`, checkpoints already in `checkpoint_dir` are an error, or are deleted
-    first with `replace_previous` (a recipe stage run again from its start)."""
+    first with `replace_previous` (a recipe stage run again from its start). `run_dir=None`: no logs;
+    `checkpoint_dir=None`: no checkpoints (a short job outside a run folder, e.g. `hf-rrg asgk glove`)."""
 
-    def __init__(self, accelerator: Any, run_dir: Path, checkpoint_dir: Path, policy: ResumePolicy | None = None,
-                 replace_previous: bool = False) -> None:  # fmt: skip
+    def __init__(self, accelerator: Any, run_dir: Path | None, checkpoint_dir: Path | None,
+                 policy: ResumePolicy | None = None, replace_previous: bool = False) -> None:  # fmt: skip
         self.accelerator = accelerator
-        self.run_dir = Path(run_dir)
-        self.checkpoint_dir = Path(checkpoint_dir)
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.policy = policy or ResumePolicy()
         self.replace_previous = replace_previous
         self.main = accelerator.is_main_process
@@ -176,8 +186,9 @@ class Engine:
         if checkpoint is not None:
             self._restore_optimization(parts, model, optimizer, scheduler)
             pending_rng = checkpoint
-        step_log = JsonlLog(step_log_path(self.run_dir / LOGS_DIR, task.name), self.main)
-        epoch_log = JsonlLog(epoch_log_path(self.run_dir / LOGS_DIR, task.name), self.main)
+        logs = (self.run_dir or Path(".")) / LOGS_DIR
+        step_log = JsonlLog(step_log_path(logs, task.name), self.main and self.run_dir is not None)
+        epoch_log = JsonlLog(epoch_log_path(logs, task.name), self.main and self.run_dir is not None)
         self._start_logs(task, state, step_log, epoch_log, checkpoint)
         start, trained = state["epoch"] + 1, 0
         self._say_when_nothing_left(task, state, start)
@@ -204,14 +215,17 @@ class Engine:
             if state["stopped_early"] and self.main:
                 print(f"Early stopping {task.name}: no {task.selection} improvement for {settings.patience} epochs")
         finish_trackers(acc)
-        if self.main and trained:
+        if self.main and trained and self.run_dir is not None:
             print(f"{task.name}: trained epochs {start + 1}-{start + trained} of {settings.epochs}; logs: "
                   f"{step_log.path.parent}; checkpoints: {self.checkpoint_dir}")  # fmt: skip
         return EngineRun(model=model, unwrapped=acc.unwrap_model(model), optimizer=optimizer, state=state,
-                         resumed_from=checkpoint, epochs_trained_now=trained, history=state["history"])  # fmt: skip
+                         resumed_from=checkpoint, epochs_trained_now=trained, history=state["history"],
+                         num_processes=acc.num_processes, replicas_in_sync=replicas_in_sync(acc, model))  # fmt: skip
 
     def resume_point(self) -> Path | None:
         """The checkpoint this engine's run continues from (None: a fresh start)."""
+        if self.checkpoint_dir is None:
+            return None
         previous = latest_checkpoint(self.checkpoint_dir)
         if previous is not None and not self.policy.resume and not self.replace_previous:
             raise FileExistsError(
@@ -335,7 +349,9 @@ class Engine:
 
     # ------------------------------------------------------------------------------------------ checkpoints
 
-    def _checkpoint(self, task, model, optimizer, scheduler, state, end_of_epoch: bool) -> Path:
+    def _checkpoint(self, task, model, optimizer, scheduler, state, end_of_epoch: bool) -> Path | None:
+        if self.checkpoint_dir is None:
+            return None
         acc = self.accelerator
         acc.wait_for_everyone()
         model_state = acc.get_state_dict(model)
@@ -398,7 +414,7 @@ class Engine:
         else:
             step_log.clear()
             epoch_log.clear()
-        if tensorboard_available():
+        if tensorboard_available() and self.run_dir is not None:
             self.accelerator.init_trackers(tracker_name(task.name))
 
     def _say_when_nothing_left(self, task: TrainingTask, state: dict[str, Any], start: int) -> None:
@@ -411,6 +427,26 @@ class Engine:
         elif start >= task.settings.epochs:
             print(f"{task.name}: all {task.settings.epochs} epochs are already trained; nothing more to train (raise "
                   "the epochs with --set and --resume to train longer)")  # fmt: skip
+
+
+def replicas_in_sync(accelerator: Any, model: Any) -> bool:
+    """True when every process holds the same parameters (checked by gathering a checksum from each)."""
+    total = torch.zeros(1, dtype=torch.float64, device=accelerator.device)
+    for parameter in accelerator.unwrap_model(model).parameters():
+        total += parameter.detach().double().sum() + (parameter.detach().double() ** 2).sum()
+    sums = accelerator.gather(total)
+    return bool(torch.allclose(sums, sums[0].expand_as(sums), rtol=0, atol=0))
+
+
+def run_stage_task(context: Any, task: TrainingTask, folder: str) -> EngineRun:
+    """Train a recipe stage's `task` on an `Accelerator` made from the stage context's config, checkpointing in
+    `RUN_DIR/<folder>/checkpoints` and resuming as the context says (a stage run again starts afresh)."""
+    from .runtime import make_accelerator
+
+    accelerator = make_accelerator(context.config, context.run_dir, task.find_unused_parameters)
+    engine = Engine(accelerator, context.run_dir, context.run_dir / folder / "checkpoints", context.policy,
+                    replace_previous=True)  # fmt: skip
+    return engine.run(task)
 
 
 def finish_trackers(accelerator: Any) -> None:
@@ -435,4 +471,6 @@ __all__ = [
     "finish_trackers",
     "fresh_state",
     "loss_components",
+    "replicas_in_sync",
+    "run_stage_task",
 ]

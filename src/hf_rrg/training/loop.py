@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch.utils.data import DataLoader
 
 from hf_rrg.data.collators import IndexedStudies, ReportGenerationCollator
@@ -31,7 +30,7 @@ from hf_rrg.data.collators import IndexedStudies, ReportGenerationCollator
 from .checkpointing import checkpoints_dir, latest_checkpoint
 from .config import TrainingConfig
 from .curves import plot_training_curves
-from .engine import Engine, EngineRun, LoopSettings, TrainingTask
+from .engine import Engine, EngineRun, LoopSettings, TrainingTask, replicas_in_sync
 from .evaluation import check_metric_names, generate_reports, score_reports
 from .hooks import FitHooks
 from .optim import build_optimizer, build_scheduler
@@ -250,15 +249,6 @@ def load_best(model: Any, run_dir: Path) -> None:
         raise ValueError(f"{path} does not match the model: missing {real_missing}, unexpected {unexpected}")
 
 
-def replicas_in_sync(accelerator: Any, model: Any) -> bool:
-    """True when every process holds the same parameters (checked by gathering a checksum from each)."""
-    total = torch.zeros(1, dtype=torch.float64, device=accelerator.device)
-    for parameter in accelerator.unwrap_model(model).parameters():
-        total += parameter.detach().double().sum() + (parameter.detach().double() ** 2).sum()
-    sums = accelerator.gather(total)
-    return bool(torch.allclose(sums, sums[0].expand_as(sums), rtol=0, atol=0))
-
-
 # ---------------------------------------------------------------------------------------------------- finish
 
 
@@ -267,7 +257,7 @@ def finish_fit(session: FitSession, run: EngineRun) -> FitResult:
     accelerator, state, run_dir = session.accelerator, run.state, session.run_dir
     if state["best_epoch"] is not None:
         load_best(run.unwrapped, run_dir)
-    in_sync = replicas_in_sync(accelerator, run.model)
+    in_sync = replicas_in_sync(accelerator, run.model)  # with the best weights loaded on every process
     evaluation = session.config.evaluation
     predictions, test_scores, skipped = _generate_and_score(session, run.model, "test", evaluation.test_metrics)
     if accelerator.is_main_process:
@@ -338,6 +328,13 @@ def export_run_model(model: Any, processor: Any, run_dir: Path) -> Path:
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
+    return reexport_run_model(run_dir)
+
+
+def reexport_run_model(run_dir: Path) -> Path:
+    """Rebuild `RUN_DIR/model` as a Hub repo from the saved model and the run's current `metrics.json` and
+    config (`hf_rrg.hub.export_model`), replacing it atomically."""
+    out = run_dir / MODEL_DIR
     try:
         from hf_rrg.hub import export_model
     except ImportError:
@@ -368,6 +365,7 @@ __all__ = [
     "make_accelerator",
     "prepare_splits",
     "prepare_tokenizer",
+    "reexport_run_model",
     "report_task",
     "sentence_end_token_id",
     "setup_fit",

@@ -161,8 +161,8 @@ def prepare_run_folder(
         run_dir.mkdir(parents=True, exist_ok=True)
         if changes:
             record_config_changes(run_dir, config, changes)
-        else:
-            save_config(config, run_dir / CONFIG_FILE)
+        elif not (policy.resume or allow_changes) or not (run_dir / CONFIG_FILE).is_file():
+            save_config(config, run_dir / CONFIG_FILE)  # a fresh run; a continued one keeps its unchanged file
     state.wait_for_everyone()
     return changes
 

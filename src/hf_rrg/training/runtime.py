@@ -72,6 +72,14 @@ def make_accelerator(config: TrainingConfig, run_dir: Path, find_unused_paramete
     return accelerator
 
 
+def plain_accelerator() -> Any:
+    """An `Accelerator` with default settings for short jobs outside a training config (e.g. `hf-rrg asgk glove`);
+    several processes without a GPU train on CPU together, as with a config."""
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _accelerator_visible())
+
+
 def distributed_state(config: TrainingConfig) -> Any:
     """Accelerate's `PartialState` for work before training (a recipe's stages): the same process group the
     engine's `Accelerator` uses, with `is_main_process`, `wait_for_everyone` and `device`."""
@@ -92,6 +100,7 @@ __all__ = [
     "cpu_process_group",
     "distributed_state",
     "make_accelerator",
+    "plain_accelerator",
     "resolve_precision",
     "seed_everything",
     "tensorboard_available",
