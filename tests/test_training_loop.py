@@ -155,3 +155,46 @@ def test_crash_during_checkpoint_save_keeps_the_last_good_one(
     assert [s for s, _ in resumed] == [1, 2, 3, 4]  # the crashed epoch's steps were replaced, not duplicated
     for (_, a), (_, b) in zip(expected, resumed):
         assert b == pytest.approx(a, abs=1e-6)
+
+
+class Payload:
+    """Unpickling this writes a marker file (what a planted pickle in a checkpoint would run)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "unpickled"))
+
+
+def test_resume_never_unpickles_a_planted_checkpoint_file(straight_run: Path, eight_studies, tmp_path: Path) -> None:
+    import pickle
+
+    run_dir = tmp_path / "run"
+    fit(_resume_config(1), run_dir, datasets=_splits(eight_studies))
+    checkpoint = latest_checkpoint(run_dir)
+    marker = tmp_path / "marker.txt"
+    for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin"):  # Accelerate's pickle names
+        (checkpoint / name).write_bytes(pickle.dumps(Payload(marker)))
+    fit(_resume_config(2), run_dir, resume=True, datasets=_splits(eight_studies))
+    assert not marker.exists()
+    for (_, a), (_, b) in zip(_step_losses(straight_run), _step_losses(run_dir)):
+        assert b == pytest.approx(a, abs=1e-6)
+
+
+def test_resume_of_a_finished_run_trains_added_epochs_or_says_why_not(eight_studies, tmp_path: Path, capsys) -> None:
+    from hf_rrg.training import run_training
+
+    run_training(_resume_config(1), tmp_path, datasets=_splits(eight_studies))
+    files = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    run_training(_resume_config(1), tmp_path, resume=True, datasets=_splits(eight_studies))
+    assert "has finished: nothing to resume" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == files  # nothing rewritten
+    run_training(_resume_config(2), tmp_path, resume=True, datasets=_splits(eight_studies))
+    out = capsys.readouterr().out
+    assert "Config changed since the run finished (training.epochs: 1 -> 2): resuming stage 'train'" in out
+    assert [s for s, _ in _step_losses(tmp_path)] == [1, 2, 3, 4]  # the added epoch was trained
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs_trained"] == 2
+    changes = json.loads((tmp_path / "resume_changes.jsonl").read_text().splitlines()[0])["changes"]
+    assert changes == {"training.epochs": {"old": 1, "new": 2}}

@@ -44,7 +44,8 @@ def _loss_span(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _engine_facts(run: Any) -> dict[str, Any]:
-    return {"num_processes": run.num_processes, "replicas_in_sync": run.replicas_in_sync}
+    return {"num_processes": run.num_processes, "replicas_in_sync": run.replicas_in_sync,
+            "mixed_precision": run.mixed_precision}
 
 
 def glove_stage(context: StageContext) -> dict[str, Any]:

@@ -49,6 +49,13 @@ def _history(step: str, run: Any) -> list[dict[str, Any]]:
     return [{"step": step, "epoch": record["epoch"], "loss": record.get("train/loss")} for record in run.history]
 
 
+def _engine_facts(runs: list[Any]) -> dict[str, Any]:
+    """How the step(s) ran: processes, whether every replica ended with the same weights, precision."""
+    return {"num_processes": max((run.num_processes for run in runs), default=1),
+            "replicas_in_sync": all(run.replicas_in_sync for run in runs),
+            "mixed_precision": sorted({run.mixed_precision for run in runs})}  # fmt: skip
+
+
 def _save_stage_model(work: Workspace, model: Any, folder: str) -> str:
     """Save a stage's model on the main process (others wait); returns its path."""
     path = work.context.run_dir / folder
@@ -83,15 +90,17 @@ def pretrain_stage(context: StageContext) -> dict[str, Any]:
         ("step2", options.run_step2, options.step2_epochs, step2_loss, step2_batches),
     ) if run]  # fmt: skip
     history: list[dict[str, Any]] = []
+    runs = []
     for step, epochs, loss, make in plan:
         run = _train(work, f"pretrain/{step}", step_task(work, step, model, loss, make, epochs, options.lr,
                                                         options.weight_decay))  # fmt: skip
         model = run.unwrapped.model
         history += _history(step, run)
+        runs.append(run)
     model.requires_grad_(True)
     path = _save_stage_model(work, model, "pretrain/model")
     return {"model": path, "steps": [step for step, *_ in plan], "balancing": options.balancing,
-            "extra_data": options.extra_data, "history": history}  # fmt: skip
+            "extra_data": options.extra_data, "history": history, **_engine_facts(runs)}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------- step 3
@@ -115,7 +124,7 @@ def describe_stage(context: StageContext) -> dict[str, Any]:
                      options.decoder_weight_decay)  # fmt: skip
     run = _train(work, "describe/step3", task)
     path = _save_stage_model(work, run.unwrapped.model, "describe/model")
-    return {"model": path, "instances": len(instances), "history": _history("step3", run)}
+    return {"model": path, "instances": len(instances), "history": _history("step3", run), **_engine_facts([run])}
 
 
 # --------------------------------------------------------------------------------------------- step 4
@@ -159,7 +168,7 @@ def prompt_stage(context: StageContext) -> dict[str, Any]:
     for key, value in config.generation.as_kwargs().items():
         setattr(model.generation_config, key, value)
     return {**finish(work, model.eval()), "finetuning": options.finetuning, "trainable_parameters": trainable,
-            "history": _history("step4", run)}  # fmt: skip
+            "history": _history("step4", run), **_engine_facts([run])}  # fmt: skip
 
 
 def finish(work: Workspace, model: Any) -> dict[str, Any]:

@@ -128,6 +128,7 @@ class EngineRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     num_processes: int = 1
     replicas_in_sync: bool = True
+    mixed_precision: str = "no"
 
 
 def default_forward(model: nn.Module, batch: Any) -> Any:
@@ -175,6 +176,7 @@ class Engine:
     def run(self, task: TrainingTask) -> EngineRun:
         """Train `task` (resuming from the newest checkpoint when the policy says so) and return the result."""
         acc, settings = self.accelerator, task.settings
+        acc.gradient_accumulation_steps = settings.gradient_accumulation_steps
         checkpoint = self.resume_point()
         optimizer = task.optimizer(task.model)
         scheduler = task.scheduler(optimizer) if task.scheduler is not None else None
@@ -220,7 +222,8 @@ class Engine:
                   f"{step_log.path.parent}; checkpoints: {self.checkpoint_dir}")  # fmt: skip
         return EngineRun(model=model, unwrapped=acc.unwrap_model(model), optimizer=optimizer, state=state,
                          resumed_from=checkpoint, epochs_trained_now=trained, history=state["history"],
-                         num_processes=acc.num_processes, replicas_in_sync=replicas_in_sync(acc, model))  # fmt: skip
+                         num_processes=acc.num_processes, replicas_in_sync=replicas_in_sync(acc, model),
+                         mixed_precision=str(acc.mixed_precision))  # fmt: skip
 
     def resume_point(self) -> Path | None:
         """The checkpoint this engine's run continues from (None: a fresh start)."""
@@ -357,7 +360,7 @@ class Engine:
         model_state = acc.get_state_dict(model)
         scaler = getattr(acc, "scaler", None)
         parts = CheckpointParts(
-            trainer_state=dict(state),
+            trainer_state={**state, "mixed_precision": str(acc.mixed_precision)},
             model_state=model_state,
             optimizer_state=full_optimizer_state(model, optimizer, is_sharded(acc)),
             scheduler_state=None if scheduler is None else _json_safe(scheduler.state_dict()),

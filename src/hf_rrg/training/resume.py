@@ -168,7 +168,7 @@ def prepare_run_folder(
 
 
 def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
-    return ", ".join(f"{key} {a!r} -> {b!r}" for key, (a, b) in changes.items())
+    return "; ".join(f"{key}: {a!r} -> {b!r}" for key, (a, b) in changes.items())
 
 
 __all__ = [
