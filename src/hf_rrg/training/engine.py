@@ -68,6 +68,15 @@ class LoopSettings:
     eval_every: int = 1
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("epochs", "gradient_accumulation_steps", "log_every", "keep_checkpoints", "eval_every"):
+            if getattr(self, name) < (0 if name == "epochs" else 1):
+                raise ValueError(f"training.{name} must be >= 1, got {getattr(self, name)}")
+        if self.checkpoint_every_steps is not None and self.checkpoint_every_steps < 1:
+            raise ValueError(
+                f"training.checkpoint_every_steps must be >= 1 or null, got {self.checkpoint_every_steps}"
+            )
+
     @classmethod
     def from_training(cls, loop: TrainingLoopConfig, **changes: Any) -> LoopSettings:
         """The `training:` section's settings, with `changes` (a stage's own epochs, no clipping, ...)."""
