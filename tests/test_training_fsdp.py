@@ -6,13 +6,12 @@ not enable FSDP on a CPU process group, so this exercises `hf_rrg.training.shard
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from launch_helpers import cpu_env, free_port
 
 SCRIPT = r'''
 import json, sys
@@ -63,19 +62,14 @@ dist.destroy_process_group()
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_fully_sharded_state_round_trips_through_safetensors_and_json(tmp_path: Path) -> None:
     script = tmp_path / "fsdp_state.py"
     script.write_text(SCRIPT)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               str(_free_port()), str(script), str(tmp_path)]  # fmt: skip
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+               str(free_port()), str(script), str(tmp_path)]  # fmt: skip
+    env = cpu_env()
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])

@@ -6,9 +6,7 @@ mid-epoch resume to the per-step losses and optimizer moments of an uninterrupte
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from launch_helpers import cpu_env, free_port
 
 from hf_rrg.training import config_from_dict, run_training
 from hf_rrg.training.checkpointing import latest_checkpoint
@@ -70,23 +69,14 @@ run_training(load_config(config), run_dir, stages=["pretrain"], resume=resume)
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-
 
 def _launch_two(config: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-        str(REPO_ROOT / "training_scripts" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(_free_port()),
+        str(REPO_ROOT / "training_scripts" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
         str(REPO_ROOT / "training_scripts" / "train.py"), "--config", str(config), "--output-dir", str(run_dir), *extra,
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=900, cwd=run_dir.parent)
+    done = subprocess.run(command, capture_output=True, text=True, env=cpu_env(), timeout=900, cwd=run_dir.parent)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
@@ -159,7 +149,7 @@ def test_dcrrg_stage_killed_mid_epoch_resumes_exactly(tmp_path: Path) -> None:
 
     def run(run_dir: Path, kill_at: int, mode: str) -> subprocess.CompletedProcess:
         command = [sys.executable, str(script), str(config), str(run_dir), str(kill_at), mode]
-        return subprocess.run(command, capture_output=True, text=True, env=_env(), timeout=900)
+        return subprocess.run(command, capture_output=True, text=True, env=cpu_env(), timeout=900)
 
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     done = run(straight, 0, "fresh")

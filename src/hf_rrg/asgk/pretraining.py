@@ -18,14 +18,16 @@ import torch
 from torch import nn
 
 from ..training.config import ConfigError
+from ..training.engine import LoopSettings, TrainingTask, run_stage_task
 from ..training.recipes import StageContext
+from ..training.run_setup import EpochPermutationSampler
 from .options import model_config, recipe_options, textbook_sentences
 from .stage_io import (
     GLOVE_FILE,
     TAGS_FIELD,
     TEXTBOOK_FILE,
     VISUAL_FILE,
-    build_asgk,
+    fresh_stage_model,
     glove_path,
     load_tensors,
     read_summary,
@@ -50,7 +52,6 @@ def _engine_facts(run: Any) -> dict[str, Any]:
 
 def glove_stage(context: StageContext) -> dict[str, Any]:
     """Write the run's tokenizer and `RUN_DIR/glove.safetensors` (vocab_size x d_model)."""
-    from ..training.engine import LoopSettings, run_stage_task
     from .glove import glove_task, read_glove_text
 
     config = context.config
@@ -90,20 +91,14 @@ def textbook_stage(context: StageContext) -> dict[str, Any]:
     """Step 1: pre-train the graph encoder, decoder and GRU on textbook sentences; write `textbook.safetensors`."""
     from torch.utils.data import DataLoader
 
-    from ..training.engine import LoopSettings, TrainingTask, run_stage_task
-    from ..training.run_setup import EpochPermutationSampler
-    from ..training.runtime import seed_everything
     from .textbook import TextbookCollator, TextbookSentences
 
     config = context.config
     options = recipe_options(config)
     if not options.use_external_signals:
         return {"skipped": "recipe_options.use_external_signals is false: no textbook pre-training (no EA)"}
-    state = stage_state(context)
-    tokenizer = stage_tokenizer(context, state, stage_splits(context, state))
+    state, _, tokenizer, model = fresh_stage_model(context, load_backbone=False)
     tags = tag_file(context)
-    seed_everything(config.training.seed)
-    model = build_asgk(context, tokenizer, load_backbone=False)
     if model.sentence_encoder is None:
         raise ConfigError("textbook pre-training needs model.use_sentence_encoder: true")
     model.load_word_embeddings(load_tensors(glove_path(context))["vectors"])
@@ -194,18 +189,11 @@ def _visual_schedule(options: Any):
 
 def visual_stage(context: StageContext) -> dict[str, Any]:
     """Step 2: pre-train both DenseNets and the three tag classifiers; write `visual.safetensors`."""
-    from ..training.engine import LoopSettings, TrainingTask, run_stage_task
-    from ..training.runtime import seed_everything
-
     config = context.config
     options = recipe_options(config)
     if not options.pretrain_visual:
         return {"skipped": "recipe_options.pretrain_visual is false: DenseNets start untrained (the baseline)"}
-    state = stage_state(context)
-    splits = stage_splits(context, state)
-    tokenizer = stage_tokenizer(context, state, splits)
-    seed_everything(config.training.seed)
-    model = build_asgk(context, tokenizer, load_backbone=True)
+    state, splits, _, model = fresh_stage_model(context, load_backbone=True)
     mc = model.config
     train = tag_loader(context, splits["train"], options.visual_batch_size, config.data.augment, shuffle=True)
     task = TrainingTask(

@@ -60,6 +60,17 @@ def build_asgk(context: StageContext, tokenizer: Any, load_backbone: bool) -> An
     return build_model(config, tokenizer, RRGImageProcessor(**config.image_processor), load_backbone=load_backbone)
 
 
+def fresh_stage_model(context: StageContext, load_backbone: bool) -> tuple[Any, dict[str, Any], Any, Any]:
+    """(process state, splits, tokenizer, a freshly seeded ASGK model) for a stage that trains part of the model."""
+    from ..training.runtime import seed_everything
+
+    state = stage_state(context)
+    splits = stage_splits(context, state)
+    tokenizer = stage_tokenizer(context, state, splits)
+    seed_everything(context.config.training.seed)
+    return state, splits, tokenizer, build_asgk(context, tokenizer, load_backbone=load_backbone)
+
+
 def glove_path(context: StageContext) -> Path:
     path = context.artifact(GLOVE_FILE)
     if not path.is_file():
@@ -138,6 +149,7 @@ __all__ = [
     "VISUAL_FILE",
     "TagLookup",
     "build_asgk",
+    "fresh_stage_model",
     "glove_path",
     "load_into",
     "load_tensors",

@@ -13,7 +13,7 @@ several processes each trains on its own share of the epoch's batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -29,9 +29,12 @@ from .workspace import Workspace
 LossFunction = Callable[[Workspace, Any, list], torch.Tensor]
 
 
-def step1_loss(work: Workspace, model: DCRRGForConditionalGeneration, batch: list[Instance]) -> torch.Tensor:
-    """Per-observation CE (§3.1) of a batch of image and text instances (each sample encoded once)."""
-    samples, dcclip, losses = work.samples("train").samples, model.dcclip, []
+def modality_groups(
+    work: Workspace, dcclip: Any, batch: list[Instance], role: str = "train"
+) -> Iterator[tuple[str, list[Instance], torch.Tensor, torch.Tensor]]:
+    """Per modality present in `batch`: (modality, its instances, each instance's encoded sample (every study or
+    report encoded once), each instance's observation prompt (n, 1))."""
+    samples = work.samples(role).samples
     for modality in ("image", "text"):
         chosen = [inst for inst in batch if inst.modality == modality]
         if not chosen:
@@ -39,15 +42,22 @@ def step1_loss(work: Workspace, model: DCRRGForConditionalGeneration, batch: lis
         rows = sorted({inst.sample for inst in chosen})
         where = {row: i for i, row in enumerate(rows)}
         if modality == "image":
-            features = dcclip.encode_image(**work.sample_pixels("train", rows))
-            project, heads = dcclip.project_image, dcclip.image_heads
+            features = dcclip.encode_image(**work.sample_pixels(role, rows))
         else:
             text = work.text([samples[r].report for r in rows])
             features = dcclip.encode_text(text["text_input_ids"], text["text_attention_mask"])
-            project, heads = dcclip.project_text, dcclip.text_heads
         index = torch.tensor([where[inst.sample] for inst in chosen], device=work.device)
         prompts = torch.tensor([[inst.observation] for inst in chosen], device=work.device)
-        logits = heads(project(features[index], prompts), prompts)[:, 0]
+        yield modality, chosen, features[index], prompts
+
+
+def step1_loss(work: Workspace, model: DCRRGForConditionalGeneration, batch: list[Instance]) -> torch.Tensor:
+    """Per-observation CE (§3.1) of a batch of image and text instances (each sample encoded once)."""
+    dcclip, losses = model.dcclip, []
+    for modality, chosen, features, prompts in modality_groups(work, dcclip, batch):
+        project, heads = ((dcclip.project_image, dcclip.image_heads) if modality == "image"
+                          else (dcclip.project_text, dcclip.text_heads))  # fmt: skip
+        logits = heads(project(features, prompts), prompts)[:, 0]
         labels = torch.tensor([inst.target for inst in chosen], device=work.device)
         losses.append(observation_cross_entropy(logits, labels) * len(chosen))
     return sum(losses) / len(batch)
@@ -70,23 +80,10 @@ def step2_loss(work: Workspace, model: DCRRGForConditionalGeneration, rows: list
 def step3_loss(work: Workspace, model: DCRRGForConditionalGeneration, batch: list[Instance], role: str = "train"):
     """L_RG (Eq. 14) of a batch of (sample, observation, description) instances, image and text views; each
     study / report of the batch is encoded once and projected under every prompt it is asked for."""
-    samples, losses, length = work.samples(role).samples, [], model.config.description_max_length
-    dcclip = model.dcclip
-    for modality in ("image", "text"):
-        chosen = [inst for inst in batch if inst.modality == modality]
-        if not chosen:
-            continue
-        rows = sorted({inst.sample for inst in chosen})
-        where = {row: i for i, row in enumerate(rows)}
-        if modality == "image":
-            features = dcclip.encode_image(**work.sample_pixels(role, rows))
-        else:
-            text = work.text([samples[r].report for r in rows])
-            features = dcclip.encode_text(text["text_input_ids"], text["text_attention_mask"])
-        index = torch.tensor([where[i.sample] for i in chosen], device=work.device)
-        prompts = torch.tensor([[i.observation] for i in chosen], device=work.device)
-        encoded = model.encoder.from_features(features[index], prompts, modality)
-        decoder_ids, labels = work.targets([i.target for i in chosen], length)
+    losses, length = [], model.config.description_max_length
+    for modality, chosen, features, prompts in modality_groups(work, model.dcclip, batch, role):
+        encoded = model.encoder.from_features(features, prompts, modality)
+        decoder_ids, labels = work.targets([inst.target for inst in chosen], length)
         out = model(encoder_outputs=encoded, decoder_input_ids=decoder_ids, labels=labels)
         losses.append(out.loss * len(chosen))
     return sum(losses) / len(batch)
@@ -170,6 +167,7 @@ __all__ = [
     "EpochBatches",
     "StepObjective",
     "first_item",
+    "modality_groups",
     "step1_loss",
     "step2_loss",
     "step3_loss",

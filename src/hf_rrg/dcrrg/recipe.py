@@ -33,7 +33,7 @@ import torch
 from ..training.recipes import Recipe, Stage, StageContext
 from .data import batches, description_instances, observation_instances
 from .objectives import step1_loss, step2_loss, step3_loss, step4_loss, step_task
-from .workspace import DCRRGRecipeOptions, Workspace, fresh_model, previous_model, recipe_options, save_model_atomic
+from .workspace import DCRRGRecipeOptions, Workspace, fresh_model, previous_model, recipe_options
 
 STAGES = ("pretrain", "describe", "prompt")
 
@@ -58,9 +58,11 @@ def _engine_facts(runs: list[Any]) -> dict[str, Any]:
 
 def _save_stage_model(work: Workspace, model: Any, folder: str) -> str:
     """Save a stage's model on the main process (others wait); returns its path."""
+    from ..training.state_io import save_pretrained_atomic
+
     path = work.context.run_dir / folder
     if work.state.is_main_process:
-        save_model_atomic(model, path)
+        save_pretrained_atomic(path, model)
     work.state.wait_for_everyone()
     return str(path)
 

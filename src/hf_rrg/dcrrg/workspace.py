@@ -3,8 +3,6 @@ tokenizers, pixels and text on the engine's device, and the step models read fro
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,17 +172,6 @@ class Workspace:
         return tqdm(items, desc=description, disable=not self.options.progress)
 
 
-def save_model_atomic(model: Any, folder: Path) -> None:
-    """`model.save_pretrained(folder)` through a temporary sibling and one rename."""
-    tmp = folder.with_name(f".tmp_{folder.name}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(str(tmp))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-
-
 def load_model(folder: Path, device: torch.device) -> DCRRGForConditionalGeneration:
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder} holds no model: run the stage that writes it first (`--stage ...`)")
@@ -218,5 +205,4 @@ __all__ = [
     "load_model",
     "previous_model",
     "recipe_options",
-    "save_model_atomic",
 ]

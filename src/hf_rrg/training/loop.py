@@ -45,7 +45,7 @@ from .run_setup import (
     sentence_end_token_id,
 )
 from .runtime import LOGS_DIR, distributed_state, make_accelerator, seed_everything, tensorboard_available
-from .state_io import write_json_atomic
+from .state_io import save_pretrained_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -227,13 +227,7 @@ def validate(session: FitSession, model: Any) -> dict[str, float]:
 
 def save_best(model: Any, run_dir: Path) -> None:
     """`RUN_DIR/best`: the weights of the best validation epoch (replaced atomically)."""
-    final, tmp = run_dir / BEST_DIR, run_dir / f".tmp_{BEST_DIR}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(str(tmp))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    save_pretrained_atomic(run_dir / BEST_DIR, model)
 
 
 def load_best(model: Any, run_dir: Path) -> None:
@@ -319,15 +313,7 @@ def print_fit_summary(run_dir: Path, num_test: int, state: dict[str, Any], test_
 def export_run_model(model: Any, processor: Any, run_dir: Path) -> Path:
     """`RUN_DIR/model/`: the model and processor `save_pretrained`; then `hf_rrg.hub.export_model` turns it into
     a full Hub repo (code files, card, `auto_map`) when that helper is available."""
-    out = run_dir / MODEL_DIR
-    tmp = run_dir / f".tmp_{MODEL_DIR}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(str(tmp))
-    processor.save_pretrained(str(tmp))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    save_pretrained_atomic(run_dir / MODEL_DIR, model, processor)
     return reexport_run_model(run_dir)
 
 

@@ -3,8 +3,6 @@ data order of each epoch. `fit` and every recipe stage call these, so they all s
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ import torch
 from torch.utils.data import Sampler
 
 from .config import TrainingConfig
+from .state_io import save_pretrained_atomic
 
 TOKENIZER_DIR = "tokenizer"
 
@@ -94,11 +93,7 @@ def prepare_tokenizer(config: TrainingConfig, run_dir: Path, train_reports: list
             min_count=config.tokenizer.min_count,
             max_words=config.tokenizer.max_words,
         )
-        tmp = run_dir / f".tmp_{TOKENIZER_DIR}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tokenizer.save_pretrained(str(tmp))
-        os.replace(tmp, folder)
+        save_pretrained_atomic(folder, tokenizer)
     accelerator.wait_for_everyone()
     tokenizer = RRGTokenizer.from_pretrained(str(folder))
     if tokenizer.cleaner != config.tokenizer.cleaner:

@@ -7,7 +7,8 @@
   embeddings, stored once and restored by name).
 - `capture_rng_state` / `restore_rng_state`: Python's, NumPy's and torch's (CPU and every CUDA device) random
   states of one process, as one safetensors file with the Python/NumPy states in its JSON metadata.
-- `write_json_atomic`, `file_digest`: atomic JSON writes and the SHA-256 a checkpoint manifest records per file.
+- `write_json_atomic`, `save_pretrained_atomic`, `file_digest`: atomic JSON / `save_pretrained` folder writes and
+  the SHA-256 a checkpoint manifest records per file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,21 @@ def write_json_atomic(path: Path, data: Any) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def save_pretrained_atomic(folder: Path, *objects: Any) -> Path:
+    """`save_pretrained` of every object (a model, its processor, ...) into a temporary sibling of `folder`, which
+    then replaces `folder` (readers see the old folder or the complete new one)."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".tmp_{folder.name}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for item in objects:
+        item.save_pretrained(str(tmp))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder
 
 
 def read_json(path: Path) -> Any:
@@ -232,6 +249,7 @@ __all__ = [
     "load_tensors_json",
     "read_json",
     "save_module_state",
+    "save_pretrained_atomic",
     "save_rng_state",
     "save_tensors_json",
     "write_json_atomic",
