@@ -127,7 +127,9 @@ def fit_hooks(context: StageContext) -> FitHooks:
         "densenet_pretraining": bool(options.pretrain_visual),
         "word_vectors": options.glove_file or "GloVe trained on the train reports + textbook",
     }
-    return FitHooks(columns=("id",), train_fields=TagLookup(tags), prepare_model=prepare_model, metadata=metadata)
+    # the textbook GRU (step 1's sentence encoder) gets no gradient from report batches
+    return FitHooks(columns=("id",), train_fields=TagLookup(tags), prepare_model=prepare_model, metadata=metadata,
+                    find_unused_parameters=True)
 
 
 def test_tag_auc(context: StageContext, model_dir: Path) -> dict[str, Any]:

@@ -135,7 +135,7 @@ def setup_fit(
     from hf_rrg.modeling.processing_rrg import RRGProcessor
 
     check_metric_names(config.evaluation, config.training.val_metric)  # typos are found before the first step
-    accelerator = accelerator or make_accelerator(config, run_dir)
+    accelerator = accelerator or make_accelerator(config, run_dir, hooks.find_unused_parameters)
     existing = checkpoints_dir(run_dir)
     if own_run_folder:
         prepare_run_folder(run_dir, config, policy, accelerator, existing=existing)
@@ -195,6 +195,7 @@ def report_task(session: FitSession) -> TrainingTask:
         evaluate=lambda model, epoch: validate(session, model),
         selection=config.training.val_metric,
         on_best=lambda model: save_best(model, session.run_dir),
+        find_unused_parameters=hooks.find_unused_parameters,
     )
 
 
