@@ -116,19 +116,24 @@ def test_export_loads_without_hf_rrg_and_generates_the_same(run, eight, tmp_path
     inputs = processor(images=[[image] for image in images])
     with torch.no_grad():
         beam = model.generate(**inputs).tolist()
+    run_model = run["dir"] / "model"  # the recipe's own RUN_DIR/model is the same complete Hub repo
+    for name in ("modeling_dcrrg.py", "configuration_dcrrg.py", "README.md", "processor_config.json"):
+        assert (run_model / name).is_file(), name
+    assert "AutoModelForImageTextToText" in json.loads((run_model / "config.json").read_text())["auto_map"]
     code = f"""
 import json, torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
-out, images = {str(out)!r}, {images!r}
-model = AutoModelForImageTextToText.from_pretrained(out, trust_remote_code=True).eval()
-processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
-inputs = processor(images=[[image] for image in images])
-with torch.no_grad():
-    beam = model.generate(**inputs).tolist()
-print(json.dumps({{"module": type(model).__module__, "beam": beam}}))
+images, beams = {images!r}, {{}}
+for out in ({str(out)!r}, {str(run_model)!r}):
+    model = AutoModelForImageTextToText.from_pretrained(out, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(out, trust_remote_code=True)
+    inputs = processor(images=[[image] for image in images])
+    with torch.no_grad():
+        beams[out] = model.generate(**inputs).tolist()
+print(json.dumps({{"module": type(model).__module__, "beams": list(beams.values())}}))
 """
     remote = run_without_hf_rrg(code, tmp_path)
-    assert remote["module"].startswith("transformers_modules.") and remote["beam"] == beam
+    assert remote["module"].startswith("transformers_modules.") and remote["beams"] == [beam, beam]
 
 
 def test_inspect_cli_prints_probabilities_and_descriptions(run, eight, tmp_path, capsys) -> None:

@@ -4,14 +4,13 @@ stay in sync, and the run folder is written once."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from launch_helpers import cpu_env, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,11 +29,6 @@ CONFIG = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_two_process_cpu_run_trains_syncs_and_saves_once(tmp_path: Path) -> None:
@@ -44,10 +38,10 @@ def test_two_process_cpu_run_trains_syncs_and_saves_once(tmp_path: Path) -> None
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(_free_port()),
+        "--main_process_port", str(free_port()),
         str(REPO_ROOT / "training_scripts" / "train.py"), "--config", str(config), "--output-dir", str(run_dir),
     ]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    env = cpu_env()
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -59,6 +53,6 @@ def test_two_process_cpu_run_trains_syncs_and_saves_once(tmp_path: Path) -> None
     steps = [json.loads(line) for line in (run_dir / "logs" / "train_steps.jsonl").read_text().splitlines()]
     assert [record["step"] for record in steps] == [1, 2, 3, 4]
     assert len((run_dir / "predictions.jsonl").read_text().splitlines()) == 3
-    assert (run_dir / "checkpoints" / "epoch_0001" / "random_states_1.pkl").is_file()  # both processes' RNGs
+    assert (run_dir / "checkpoints" / "epoch_0001" / "rng_state_1.safetensors").is_file()  # both processes' RNGs
     assert (run_dir / "model" / "model.safetensors").is_file()
     assert done.stdout.count("Run folder:") == 1  # the summary (and the writes) happen on one process only

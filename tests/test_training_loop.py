@@ -125,20 +125,19 @@ def test_resume_repeats_the_uninterrupted_losses(straight_run: Path, eight_studi
 def test_crash_during_checkpoint_save_keeps_the_last_good_one(
     straight_run: Path, eight_studies, tmp_path: Path, monkeypatch
 ) -> None:
-    from accelerate import Accelerator
+    from hf_rrg.training import checkpointing
 
-    real_save = Accelerator.save_state
+    real_save = checkpointing.save_module_state
     calls = {"n": 0}
 
-    def crashing_save(self, output_dir=None, **kwargs):
+    def crashing_save(path, state):
         calls["n"] += 1
         if calls["n"] == 2:  # the epoch-2 checkpoint: write part of it, then die
-            Path(output_dir).mkdir(parents=True, exist_ok=True)
-            (Path(output_dir) / "model.safetensors").write_bytes(b"half a file")
+            Path(path).write_bytes(b"half a file")
             raise RuntimeError("simulated crash mid-save")
-        return real_save(self, output_dir, **kwargs)
+        return real_save(path, state)
 
-    monkeypatch.setattr(Accelerator, "save_state", crashing_save)
+    monkeypatch.setattr(checkpointing, "save_module_state", crashing_save)
     with pytest.raises(RuntimeError, match="simulated crash"):
         fit(_resume_config(2), tmp_path, datasets=_splits(eight_studies))
     checkpoints = tmp_path / "checkpoints"
@@ -147,7 +146,7 @@ def test_crash_during_checkpoint_save_keeps_the_last_good_one(
     assert (checkpoints / ".tmp_epoch_0001").is_dir()  # the interrupted save, never mistaken for a checkpoint
     assert json.loads((checkpoints / "epoch_0000" / "trainer_state.json").read_text())["epoch"] == 0
 
-    monkeypatch.setattr(Accelerator, "save_state", real_save)
+    monkeypatch.setattr(checkpointing, "save_module_state", real_save)
     fit(_resume_config(2), tmp_path, resume=True, datasets=_splits(eight_studies))
     assert not (checkpoints / ".tmp_epoch_0001").exists()
     assert latest_checkpoint(tmp_path) == checkpoints / "epoch_0001"
@@ -156,3 +155,46 @@ def test_crash_during_checkpoint_save_keeps_the_last_good_one(
     assert [s for s, _ in resumed] == [1, 2, 3, 4]  # the crashed epoch's steps were replaced, not duplicated
     for (_, a), (_, b) in zip(expected, resumed):
         assert b == pytest.approx(a, abs=1e-6)
+
+
+class Payload:
+    """Unpickling this writes a marker file (what a planted pickle in a checkpoint would run)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "unpickled"))
+
+
+def test_resume_never_unpickles_a_planted_checkpoint_file(straight_run: Path, eight_studies, tmp_path: Path) -> None:
+    import pickle
+
+    run_dir = tmp_path / "run"
+    fit(_resume_config(1), run_dir, datasets=_splits(eight_studies))
+    checkpoint = latest_checkpoint(run_dir)
+    marker = tmp_path / "marker.txt"
+    for name in ("custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin"):  # Accelerate's pickle names
+        (checkpoint / name).write_bytes(pickle.dumps(Payload(marker)))
+    fit(_resume_config(2), run_dir, resume=True, datasets=_splits(eight_studies))
+    assert not marker.exists()
+    for (_, a), (_, b) in zip(_step_losses(straight_run), _step_losses(run_dir)):
+        assert b == pytest.approx(a, abs=1e-6)
+
+
+def test_resume_of_a_finished_run_trains_added_epochs_or_says_why_not(eight_studies, tmp_path: Path, capsys) -> None:
+    from hf_rrg.training import run_training
+
+    run_training(_resume_config(1), tmp_path, datasets=_splits(eight_studies))
+    files = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    run_training(_resume_config(1), tmp_path, resume=True, datasets=_splits(eight_studies))
+    assert "has finished: nothing to resume" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == files  # nothing rewritten
+    run_training(_resume_config(2), tmp_path, resume=True, datasets=_splits(eight_studies))
+    out = capsys.readouterr().out
+    assert "Config changed since the run finished (training.epochs: 1 -> 2): resuming stage 'train'" in out
+    assert [s for s, _ in _step_losses(tmp_path)] == [1, 2, 3, 4]  # the added epoch was trained
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs_trained"] == 2
+    changes = json.loads((tmp_path / "resume_changes.jsonl").read_text().splitlines()[0])["changes"]
+    assert changes == {"training.epochs": {"old": 1, "new": 2}}

@@ -117,7 +117,7 @@ def run(splits, tmp_path_factory) -> dict:
 def test_labels_alone_then_resume_runs_only_the_unfinished_stages(run, splits) -> None:
     folder = run["dir"]
     assert list(run["first"]) == ["labels"]
-    assert sorted(run["after_labels"]) == ["labels.json", "stages/labels.json"]  # only the labels stage ran
+    assert sorted(run["after_labels"]) == ["config.yaml", "labels.json", "stages/labels.json"]  # only labels ran
     now = _mtimes(folder)
     assert now["labels.json"] == run["after_labels"]["labels.json"]  # resume did not redo the labels
     assert now["stages/labels.json"] == run["after_labels"]["stages/labels.json"]
@@ -402,6 +402,6 @@ def test_cli_runs_one_stage_of_a_config_file(tmp_path) -> None:
     args = build_parser().parse_args(["train", str(path), "--output-dir", str(out), "--stage", "labels"])
     assert args.stages == ["labels"]
     assert args.func(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["labels.json", "stages"]  # nothing but the labels stage
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "labels.json", "stages"]  # only labels ran
     label_file = read_label_file(out / "labels.json")
     assert label_file.splits["train"] == list(load_builder("demo")["train"]["id"][:5])

@@ -6,7 +6,8 @@ datasets"; §4: the training reports + the textbook).
     J = Σ_{i,j: X_ij > 0} f(X_ij) (w_i · w~_j + b_i + b~_j - log X_ij)^2,   f(x) = min(1, (x / x_max)^α)
 
 over the co-occurrence counts X_ij of word j within `window` words of word i, each pair weighted 1 / distance,
-optimised with AdaGrad; the vectors are w + w~ (the paper's recommendation). `read_glove_text` reads vectors a
+optimised with AdaGrad through the training engine (`glove_task`: one task like any other stage's); the
+vectors are w + w~ (the paper's recommendation). `read_glove_text` reads vectors a
 person supplies (the standard `word v1 v2 ...` text format) for the tokenizer's vocabulary.
 """
 
@@ -16,8 +17,10 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from typing import Any
+
 import torch
-from tqdm.auto import tqdm
+from torch import nn
 
 
 def cooccurrences(
@@ -58,6 +61,55 @@ def glove_loss(
     return (glove_weights(counts, x_max, alpha) * (prediction - counts.log()) ** 2).sum()
 
 
+class GloVeModel(nn.Module):
+    """GloVe's parameters w, w~ (uniform in ±0.5/dim, seeded) and b, b~ (zeros); `forward(rows, cols, counts)`
+    is J over those co-occurrence entries."""
+
+    def __init__(self, vocab_size: int, dim: int, x_max: float = 100.0, alpha: float = 0.75, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        scale = 0.5 / dim
+        self.w = nn.Parameter((torch.rand(vocab_size, dim, generator=generator) - 0.5) * 2 * scale)
+        self.w_context = nn.Parameter((torch.rand(vocab_size, dim, generator=generator) - 0.5) * 2 * scale)
+        self.b = nn.Parameter(torch.zeros(vocab_size))
+        self.b_context = nn.Parameter(torch.zeros(vocab_size))
+        self.x_max, self.alpha = x_max, alpha
+
+    def forward(self, rows: torch.Tensor, cols: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        return glove_loss(self.w, self.w_context, self.b, self.b_context, rows, cols, counts, self.x_max, self.alpha)
+
+    def vectors(self) -> torch.Tensor:
+        """w + w~ (the paper's recommendation)."""
+        return (self.w + self.w_context).detach().cpu()
+
+
+def glove_task(
+    sequences: Sequence[Sequence[int]], vocab_size: int, dim: int = 300, window: int = 10, epochs: int = 50,
+    x_max: float = 100.0, alpha: float = 0.75, learning_rate: float = 0.05, batch_size: int = 4096,
+    ignore: Sequence[int] = (), seed: int = 0, progress: bool = True, settings: Any = None,
+) -> Any:  # fmt: skip
+    """The engine task that trains GloVe (AdaGrad on shuffled batches of nonzero co-occurrences, the order of
+    each epoch seeded by (seed, epoch)); `settings` defaults to the given epochs, seed and progress."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from ..training.engine import LoopSettings, TrainingTask
+    from ..training.run_setup import EpochPermutationSampler
+
+    rows, cols, counts = cooccurrences(sequences, window, ignore)
+    if int(torch.cat([rows, cols]).max()) >= vocab_size:
+        raise ValueError(f"token ids reach {int(torch.cat([rows, cols]).max())} but vocab_size is {vocab_size}")
+    entries = TensorDataset(rows, cols, counts)
+    loader = DataLoader(entries, batch_size=batch_size, sampler=EpochPermutationSampler(len(entries), seed))
+    return TrainingTask(
+        name="glove",
+        model=GloVeModel(vocab_size, dim, x_max, alpha, seed),
+        train_loader=loader,
+        optimizer=lambda model: torch.optim.Adagrad(model.parameters(), lr=learning_rate),
+        settings=settings or LoopSettings(epochs=epochs, seed=seed, progress=progress),
+        forward=lambda model, batch: model(*batch),
+    )
+
+
 def train_glove(
     sequences: Sequence[Sequence[int]],
     vocab_size: int,
@@ -72,33 +124,16 @@ def train_glove(
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[torch.Tensor, list[float]]:
-    """Train GloVe on token-id sequences; returns (vectors (vocab_size, dim) = w + w~, the loss J of each epoch).
-    Words that never co-occur keep their small random initial vectors."""
-    rows, cols, counts = cooccurrences(sequences, window, ignore)
-    if int(torch.cat([rows, cols]).max()) >= vocab_size:
-        raise ValueError(f"token ids reach {int(torch.cat([rows, cols]).max())} but vocab_size is {vocab_size}")
-    generator = torch.Generator().manual_seed(seed)
-    scale = 0.5 / dim
-    params = [
-        ((torch.rand(vocab_size, dim, generator=generator) - 0.5) * 2 * scale).requires_grad_(),
-        ((torch.rand(vocab_size, dim, generator=generator) - 0.5) * 2 * scale).requires_grad_(),
-        torch.zeros(vocab_size, requires_grad=True),
-        torch.zeros(vocab_size, requires_grad=True),
-    ]
-    optimizer = torch.optim.Adagrad(params, lr=learning_rate)
-    history = []
-    for epoch in tqdm(range(epochs), desc="GloVe", disable=not progress):
-        order = torch.randperm(len(counts), generator=generator)
-        total = 0.0
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            optimizer.zero_grad()
-            loss = glove_loss(*params, rows[batch], cols[batch], counts[batch], x_max, alpha)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-        history.append(total)
-    return (params[0] + params[1]).detach(), history
+    """Train GloVe on token-id sequences through the training engine (no run folder); returns (vectors
+    (vocab_size, dim) = w + w~, the mean J per batch of each epoch). Words that never co-occur keep their small
+    random initial vectors."""
+    from ..training.engine import Engine
+    from ..training.runtime import plain_accelerator
+
+    task = glove_task(sequences, vocab_size, dim, window, epochs, x_max, alpha, learning_rate, batch_size, ignore,
+                      seed, progress)  # fmt: skip
+    run = Engine(plain_accelerator(), None, None).run(task)
+    return run.unwrapped.vectors(), [record["train/loss"] for record in run.history]
 
 
 def read_glove_text(
@@ -143,4 +178,13 @@ def write_glove_text(path: str | Path, vectors: torch.Tensor, vocab: Mapping[str
     return path
 
 
-__all__ = ["cooccurrences", "glove_loss", "glove_weights", "read_glove_text", "train_glove", "write_glove_text"]
+__all__ = [
+    "GloVeModel",
+    "cooccurrences",
+    "glove_loss",
+    "glove_task",
+    "glove_weights",
+    "read_glove_text",
+    "train_glove",
+    "write_glove_text",
+]

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..training.config import ConfigError, TrainingConfig, parse_section
 from ..training.hooks import FitHooks
-from ..training.recipes import Recipe, Stage, StageContext, fit_summary
+from ..training.recipes import Recipe, Stage, StageContext, fit_stage
 from .tags import TAG_SOURCES, TagLookup, TagVocabulary, build_tag_vocabulary
 
 TAGS_FILE = "tags.json"
@@ -101,8 +101,6 @@ def with_num_tags(config: TrainingConfig, num_tags: int) -> TrainingConfig:
 
 def train_stage(context: StageContext) -> dict[str, Any]:
     """The shared loop with the tag labels of every training batch."""
-    from ..training.loop import fit
-
     recipe_options(context.config)
     path = context.artifact(TAGS_FILE)
     if not path.is_file():
@@ -114,8 +112,7 @@ def train_stage(context: StageContext) -> dict[str, Any]:
     config = with_num_tags(context.config, len(vocabulary))
     metadata = {"recipe": "coatt", "tag_source": vocabulary.source, "num_tags": len(vocabulary), "tags_file": TAGS_FILE}
     hooks = FitHooks(columns=(vocabulary.column,), train_fields=TagLookup(vocabulary), metadata=metadata)
-    result = fit(config, context.run_dir, resume=context.resume, datasets=context.datasets, hooks=hooks)
-    return {**fit_summary(result), "recipe": metadata}
+    return fit_stage(context, hooks, config)
 
 
 def coatt_recipe() -> Recipe:

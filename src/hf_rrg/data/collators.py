@@ -78,9 +78,12 @@ class ReportGenerationCollator:
         extra_fields: a hook `(items) -> {name: tensor}` whose tensors are added to every batch (a method's own
             model inputs, e.g. XProNet's `observation_labels` looked up by the items' `id`). It must be picklable
             for DataLoader workers (a module-level class or function, not a lambda).
+        include_index: add the examples' `index` (hf-rrg's engine gathers generations by it). False for
+            `transformers.Trainer` / `Seq2SeqTrainer`, which pass every batch key to the model and `generate`.
 
-    Returns batches with `index` (long), `pixel_values` (B, V, 3, H, W), `view_mask` (B, V), with a tokenizer
-    `decoder_input_ids`, `decoder_attention_mask` and `labels` (-100 on padding), and the `extra_fields`.
+    Returns batches with `index` (long, unless `include_index=False`), `pixel_values` (B, V, 3, H, W), `view_mask`
+    (B, V), with a tokenizer `decoder_input_ids`, `decoder_attention_mask` and `labels` (-100 on padding), and the
+    `extra_fields`.
     """
 
     def __init__(
@@ -91,8 +94,10 @@ class ReportGenerationCollator:
         augment: bool = False,
         seed: int = 0,
         extra_fields: Callable[[Sequence[dict]], Mapping[str, torch.Tensor]] | None = None,
+        include_index: bool = True,
     ) -> None:
         self.image_processor = image_processor
+        self.include_index = include_index
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.augment = augment
@@ -125,11 +130,9 @@ class ReportGenerationCollator:
 
     def __call__(self, examples: Sequence[dict]) -> dict[str, torch.Tensor]:
         pixel_values, view_mask = self._pixels(examples)
-        batch = {
-            "index": torch.tensor([int(example["index"]) for example in examples], dtype=torch.long),
-            "pixel_values": pixel_values,
-            "view_mask": view_mask,
-        }
+        batch = {"pixel_values": pixel_values, "view_mask": view_mask}
+        if self.include_index:
+            batch["index"] = torch.tensor([int(example["index"]) for example in examples], dtype=torch.long)
         if self.tokenizer is not None:
             batch.update(shifted_targets(self.tokenizer, [example["report"] for example in examples], self.max_length))
         if self.extra_fields is not None:

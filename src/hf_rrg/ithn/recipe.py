@@ -32,7 +32,7 @@ import torch
 from ..modeling.configuration_ithn import ITHNConfig
 from ..training.config import ConfigError, TrainingConfig, parse_section
 from ..training.hooks import FitHooks
-from ..training.recipes import Recipe, Stage, StageContext, fit_summary
+from ..training.recipes import Recipe, Stage, StageContext, fit_stage
 from .mining import POOLINGS, TFIDF, NeighbourFile, mine_hard_negatives, read_neighbour_file
 
 NEIGHBOURS_FILE = "neighbours.json"
@@ -352,11 +352,7 @@ def fit_hooks(context: StageContext) -> FitHooks:
 
 def train_stage(context: StageContext) -> dict[str, Any]:
     """The shared loop with ITHN's hooks."""
-    from ..training.loop import fit
-
-    hooks = fit_hooks(context)
-    result = fit(context.config, context.run_dir, resume=context.resume, datasets=context.datasets, hooks=hooks)
-    return {**fit_summary(result), "recipe": hooks.metadata}
+    return fit_stage(context, fit_hooks(context))
 
 
 def ithn_recipe() -> Recipe:

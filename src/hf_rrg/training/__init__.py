@@ -1,4 +1,6 @@
-"""Training: the Accelerate loop (`fit`), configs, optimizers/schedules, checkpoints and per-method recipes.
+"""Training: one Accelerate engine for every stage (`engine`: `Engine`, `TrainingTask`), its report-generator
+client `fit` (`loop`), configs, optimizers/schedules, safetensors + JSON checkpoints, resume checks and
+per-method recipes.
 
 Light to import: torch, accelerate and the models are imported by the modules that need them.
 """

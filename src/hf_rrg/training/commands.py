@@ -28,6 +28,16 @@ def add_train_arguments(parser: argparse.ArgumentParser, config_flag: bool = Fal
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint")
     parser.add_argument(
+        "--resume-with-changes", action="store_true",
+        help="with --resume: accept config changes that alter the training (seed, batch size, learning rate, ...) "
+        "and record them in RUN_DIR/resume_changes.jsonl (refused otherwise)",
+    )
+    parser.add_argument(
+        "--resume-inexact", action="store_true",
+        help="with --resume: continue even if a checkpoint's random states cannot be restored (the resumed run "
+        "then does not repeat the interrupted one; stopped otherwise)",
+    )
+    parser.add_argument(
         "--stage", dest="stages", action="append", default=None, metavar="NAME",
         help="run only this recipe stage, again if it already finished (repeatable; e.g. XProNet's labels, "
         "prototypes, train). Default: every stage (finished ones are skipped with --resume)",
@@ -39,6 +49,9 @@ def train_from_args(args: argparse.Namespace) -> int:
     from .recipes import run_training
 
     config = load_config(args.config, args.overrides)
+    with_changes, inexact = getattr(args, "resume_with_changes", False), getattr(args, "resume_inexact", False)
+    if (with_changes or inexact) and not args.resume:
+        raise ValueError("--resume-with-changes and --resume-inexact only apply together with --resume")
     if args.output_dir is None:
         if args.resume:
             raise ValueError("--resume needs --output-dir: the run folder to continue")
@@ -46,7 +59,8 @@ def train_from_args(args: argparse.Namespace) -> int:
         output_dir = Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     else:
         output_dir = Path(args.output_dir)
-    run_training(config, output_dir, resume=args.resume, stages=getattr(args, "stages", None))
+    run_training(config, output_dir, resume=args.resume, stages=getattr(args, "stages", None),
+                 resume_with_changes=with_changes, resume_inexact=inexact)  # fmt: skip
     return 0
 
 

@@ -116,9 +116,11 @@ class TrainingLoopConfig:
         val_metric: validation score that selects the best epoch (higher is better); never a test score.
         patience: stop after this many epochs without improvement (None: never).
         eval_every: validate every N epochs (the last epoch is always validated).
-        keep_checkpoints: how many epoch checkpoints to keep (the newest).
+        keep_checkpoints: how many checkpoints to keep (the newest).
         log_every: write a step record to the logs every N optimizer steps.
         cpu: force CPU even when an accelerator is present.
+        checkpoint_every_steps: also checkpoint inside an epoch every N optimizer steps (a resume then continues
+            from that step, exactly); None: at the end of each epoch only. Applies to every stage of a recipe.
     """
 
     epochs: int = 100
@@ -136,6 +138,7 @@ class TrainingLoopConfig:
     keep_checkpoints: int = 1
     log_every: int = 1
     cpu: bool = False
+    checkpoint_every_steps: int | None = None
 
 
 @dataclass

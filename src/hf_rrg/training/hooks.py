@@ -35,6 +35,8 @@ class FitHooks:
             evaluation used).
         on_epoch_start: called as `(unwrapped_model, epoch)` (epoch counted from 0) before each training epoch's
             batches are drawn, also after a resume (e.g. ITHN's hardness schedule reads the epoch).
+        find_unused_parameters: some trainable parameters get no gradient when training reports (e.g. ASGK's
+            textbook GRU); DDP must then look for them each step.
     """
 
     columns: tuple[str, ...] = ()
@@ -43,6 +45,7 @@ class FitHooks:
     prepare_model: Callable[[Any], None] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     on_epoch_start: Callable[[Any, int], None] | None = None
+    find_unused_parameters: bool = False
 
 
 __all__ = ["BatchHook", "FitHooks"]

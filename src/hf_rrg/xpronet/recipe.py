@@ -31,7 +31,7 @@ import torch
 from ..modeling.configuration_xpronet import XProNetConfig
 from ..training.config import ConfigError, TrainingConfig, parse_section
 from ..training.hooks import FitHooks
-from ..training.recipes import Recipe, Stage, StageContext, fit_summary
+from ..training.recipes import Recipe, Stage, StageContext, fit_stage
 from .labels import LabelFile, make_label_file, read_label_file
 
 LABELS_FILE = "labels.json"
@@ -304,11 +304,7 @@ def fit_hooks(context: StageContext) -> FitHooks:
 
 def train_stage(context: StageContext) -> dict[str, Any]:
     """The shared loop with XProNet's hooks."""
-    from ..training.loop import fit
-
-    hooks = fit_hooks(context)
-    result = fit(context.config, context.run_dir, resume=context.resume, datasets=context.datasets, hooks=hooks)
-    return {**fit_summary(result), "recipe": hooks.metadata}
+    return fit_stage(context, fit_hooks(context))
 
 
 def xpronet_recipe() -> Recipe:
