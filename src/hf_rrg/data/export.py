@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,11 +37,34 @@ def _check_embedded(path: Path, columns: list[str]) -> None:
                     )
 
 
+EXPORT_NOTE = (
+    "> **This folder is a Parquet export** written by `hf-rrg data export` (images embedded). Load it\n"
+    "> with `datasets.load_dataset(\"<this folder or its Hub repo id>\")`: no builder script and no\n"
+    "> hf-rrg are needed. Where the card below mentions `load_builder` or a script in\n"
+    "> `datasets_scripts/`, it describes how this copy was made from the source data, not how to read it.\n"
+)
+
+
+def _with_export_note(card: str) -> str:
+    """`card` with EXPORT_NOTE after its title (after the YAML front matter when it has no `# ` title)."""
+    lines = card.splitlines(keepends=True)
+    body_start = 0
+    if lines and lines[0].strip() == "---":
+        closing = next((i for i, line in enumerate(lines[1:], 1) if line.strip() == "---"), None)
+        body_start = closing + 1 if closing is not None else 0
+    title = next((i for i in range(body_start, len(lines)) if lines[i].startswith("# ")), None)
+    cut = title + 1 if title is not None else body_start
+    head, tail = "".join(lines[:cut]), "".join(lines[cut:])
+    if head and not head.endswith("\n"):
+        head += "\n"
+    return f"{head}\n{EXPORT_NOTE}\n{tail.lstrip(chr(10))}"
+
+
 def _default_card(dataset_dict: Mapping[str, Any]) -> str:
     first = next(iter(dataset_dict.values()))
     splits = "\n".join(f"| {split} | {len(ds)} |" for split, ds in dataset_dict.items())
     features = "\n".join(f"- `{name}`: {feature!r}" for name, feature in first.features.items())
-    return (
+    return _with_export_note(
         "---\ntask_categories:\n- image-to-text\ntags:\n- medical\n- radiology-report-generation\n---\n\n"
         "# Radiology report generation dataset (exported by hf-rrg)\n\n"
         f"| split | examples |\n|---|---|\n{splits}\n\n## Features\n\n{features}\n"
@@ -58,7 +80,8 @@ def export_parquet(
 
     Images stored as local paths are read and embedded (`datasets.table.embed_table_storage`), so the files
     are self-contained; each written file is read back to check it. The dataset card `card_path` is copied
-    to `out_dir/README.md` (a minimal card listing splits and features is written when it is None).
+    to `out_dir/README.md` with a note after its title saying to load the folder with `load_dataset` (a
+    minimal card listing splits and features is written when it is None).
     Returns {split: parquet path}. `datasets.load_dataset(str(out_dir))` reads the folder back.
     """
     import datasets
@@ -90,7 +113,7 @@ def export_parquet(
         card = Path(card_path)
         if not card.is_file():
             raise FileNotFoundError(f"Dataset card {card} does not exist.")
-        shutil.copyfile(card, readme)
+        readme.write_text(_with_export_note(card.read_text(encoding="utf-8")), encoding="utf-8")
     else:
         readme.write_text(_default_card(dataset_dict), encoding="utf-8")
     return written
