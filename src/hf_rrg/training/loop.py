@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -35,6 +34,7 @@ from .curves import plot_training_curves
 from .evaluation import generate_reports, score_reports
 from .hooks import FitHooks
 from .optim import build_optimizer, build_scheduler
+from .run_summary import format_run_summary
 
 logger = logging.getLogger(__name__)
 
@@ -543,10 +543,7 @@ def fit(
     accelerator.wait_for_everyone()
     accelerator.end_training()
     if main:
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in test_scores.items() if isinstance(v, float) and not math.isnan(v))
-        print(f"Test ({len(ordered)} studies, best epoch {state['best_epoch'] + 1 if state['best_epoch'] is not None else '-'}): {shown}")
-        print(f"Run folder: {run_dir}\n  metrics: {run_dir / 'metrics.json'}\n  predictions: {run_dir / 'predictions.jsonl'}"
-              f"\n  model: {run_dir / MODEL_DIR}\n  curves: {run_dir / 'training_curves.png'}")
+        print(format_run_summary(run_dir))
     return FitResult(
         run_dir=run_dir, best_epoch=state["best_epoch"], best_metric=state["best_metric"], val_metric=loop.val_metric,
         test_metrics=test_scores, epochs_trained=state["epoch"] + 1, history=state["history"],
