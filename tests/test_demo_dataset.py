@@ -1,4 +1,5 @@
-"""The embedded `demo` dataset: committed data, its card, its builder and the script that makes them."""
+"""The embedded `demo` dataset: committed data, its card, its builder, the no-code ImageFolder route and the
+script that makes them (report curation included)."""
 
 from __future__ import annotations
 
@@ -76,11 +77,11 @@ def test_metadata_fields_ids_and_files(records: list[dict]) -> None:
     assert len(ids) == len(set(ids)) > 100
     assert ids == sorted(ids)
     for r in records:
-        assert r["file"] == f"images/{r['id']}.jpg"
-        assert (DATA_DIR / r["file"]).is_file()
+        assert r["file_name"] == f"images/{r['id']}.jpg"
+        assert (DATA_DIR / r["file_name"]).is_file()
         assert r["split"] in SPLITS
     on_disk = {p.name for p in (DATA_DIR / "images").iterdir()}
-    assert on_disk == {Path(r["file"]).name for r in records}, (
+    assert on_disk == {Path(r["file_name"]).name for r in records}, (
         "images/ holds files not listed in metadata.jsonl"
     )
 
@@ -92,8 +93,55 @@ def test_every_licence_allows_redistribution_and_adaptation(records: list[dict])
 
 def test_reports_are_non_empty_and_whitespace_normalised(records: list[dict]) -> None:
     for r in records:
-        assert r["report"].strip(), r["id"]
-        assert r["report"] == " ".join(r["report"].split()), f"{r['id']}: report whitespace not normalised"
+        for key in ("report", "clinical_notes"):
+            assert r[key].strip(), (r["id"], key)
+            assert r[key] == " ".join(r[key].split()), f"{r['id']}: {key} whitespace not normalised"
+        assert r["history"] == " ".join(r["history"].split())
+        assert r["report_source"] in ("rules", "reviewed")
+
+
+# The card's documented spelling unification: every other report word must come from the image's own notes.
+UNIFIED_SPELLINGS = {
+    "airspace", "ground-glass", "appearances", "pattern", "opacities", "bronchovascular", "a", "bulging",
+}  # fmt: skip
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", text.lower()))
+
+
+def test_reports_are_radiographic_findings_taken_from_the_notes(records: list[dict]) -> None:
+    for r in records:
+        notes = _words(r["clinical_notes"]) | UNIFIED_SPELLINGS | {"air", "space", "ground", "glass"}
+        assert _words(r["report"]) <= notes, (r["id"], _words(r["report"]) - notes)
+        assert r["report"].endswith(".") and r["report"][0].isupper(), r["id"]
+    reports = " ".join(r["report"] for r in records)
+    # history, laboratory values, diagnosis tests and figure pointers stay out of the reports
+    markers = ("year-old", "years old", "presented", "laboratory", "PCR", "(arrow", "(Fig", "Discussion:")
+    for marker in markers:
+        assert marker not in reports, marker
+    assert len({r["report"] for r in records}) > 0.8 * len(records)
+    # short findings, not case notes
+    assert sum(len(r["report"].split()) for r in records) / len(records) < 40
+    assert sum(bool(r["history"]) for r in records) > len(records) / 2
+
+
+def test_reviewed_fragments_are_verbatim_notes_of_kept_or_dropped_images(records: list[dict]) -> None:
+    reviewed = json.loads((DEMO_DIR / "reviewed_findings.json").read_text(encoding="utf-8"))
+    by_id = {r["id"]: r for r in records}
+    card = CARD.read_text(encoding="utf-8")
+    for ident, entry in reviewed.items():
+        assert entry["why"].strip(), ident
+        if entry["findings"] is None:
+            assert ident not in by_id and entry["why"] in card, f"{ident} is reviewed as dropped"
+            continue
+        record = by_id[ident]
+        assert record["report_source"] == "reviewed"
+        for fragment in entry["findings"]:
+            assert fragment in record["clinical_notes"], (ident, fragment)
+    assert sum(r["report_source"] == "reviewed" for r in records) == sum(
+        e["findings"] is not None for e in reviewed.values()
+    )
 
 
 def test_no_patient_in_two_splits_and_ratios_roughly_70_10_20(records: list[dict]) -> None:
@@ -111,7 +159,7 @@ def test_no_patient_in_two_splits_and_ratios_roughly_70_10_20(records: list[dict
 
 def test_images_are_real_downscaled_8bit_jpegs(records: list[dict]) -> None:
     for r in records:
-        with Image.open(DATA_DIR / r["file"]) as image:
+        with Image.open(DATA_DIR / r["file_name"]) as image:
             assert image.format == "JPEG" and image.mode in ("L", "RGB"), (r["id"], image.format, image.mode)
             assert image.size == (r["width"], r["height"])
             arr = np.asarray(image, dtype=np.float64)
@@ -173,13 +221,12 @@ def test_builder_split_sizes_and_features_match_metadata(
     assert features["view_positions"] == datasets.List(datasets.Value("string"))
     for ex in prepared["validation"]:
         r = by_id[ex["id"]]
-        assert (ex["report"], ex["finding"], ex["patient_id"], ex["license"], ex["source_url"]) == (
-            r["report"], r["finding"], r["patient_id"], r["license"], r["source_url"],
-        )  # fmt: skip
+        keys = ("report", "history", "clinical_notes", "finding", "patient_id", "license", "source_url")
+        assert [ex[k] for k in keys] == [r[k] for k in keys]
         assert ex["view_positions"] == [r["view"] or ""]
         assert len(ex["images"]) == 1
         decoded = np.asarray(ex["images"][0])
-        with Image.open(DATA_DIR / r["file"]) as on_disk:
+        with Image.open(DATA_DIR / r["file_name"]) as on_disk:
             np.testing.assert_array_equal(decoded, np.asarray(on_disk))
 
 
@@ -215,7 +262,7 @@ def test_builder_errors_name_the_bad_input(tmp_path: Path) -> None:
         cls(cache_dir=str(tmp_path / "c2"), data_dir=str(bad)).download_and_prepare()
     good = json.loads((DATA_DIR / "metadata.jsonl").read_text(encoding="utf-8").splitlines()[0])
     (bad / "metadata.jsonl").write_text(json.dumps(good) + "\n", encoding="utf-8")
-    with pytest.raises(FileNotFoundError, match=re.escape(good["file"].split("/")[-1])):
+    with pytest.raises(FileNotFoundError, match=re.escape(good["file_name"].split("/")[-1])):
         cls(cache_dir=str(tmp_path / "c3"), data_dir=str(bad)).download_and_prepare()
 
 
@@ -226,6 +273,86 @@ def test_load_builder_returns_the_demo_splits(tmp_path: Path, records: list[dict
         assert ds[name].num_rows == sum(r["split"] == name for r in records)
     test = load_builder("demo", cache_dir=tmp_path, split="test")
     assert sorted(test["id"]) == sorted(r["id"] for r in records if r["split"] == "test")
+
+
+def test_no_code_imagefolder_route_reads_every_image_and_column(tmp_path: Path, records: list[dict]) -> None:
+    """`load_dataset("imagefolder", data_dir=...)` without hf-rrg: the `file_name` key names each image."""
+    ds = datasets.load_dataset("imagefolder", data_dir=str(DATA_DIR), split="train", cache_dir=str(tmp_path))
+    assert ds.num_rows == len(records)
+    assert isinstance(ds.features["image"], datasets.Image)
+    assert {"id", "report", "history", "split", "license"} <= set(ds.column_names)
+    by_id = {r["id"]: r for r in records}
+    test = ds.filter(lambda row: row["split"] == "test")
+    assert sorted(test["id"]) == sorted(r["id"] for r in records if r["split"] == "test")
+    for row in test.select(range(3)):
+        assert row["report"] == by_id[row["id"]]["report"]
+        with Image.open(DATA_DIR / by_id[row["id"]]["file_name"]) as on_disk:
+            np.testing.assert_array_equal(np.asarray(row["image"]), np.asarray(on_disk))
+
+
+def test_every_dataset_card_says_how_to_load_it_without_load_dataset_on_the_folder() -> None:
+    for card in sorted((REPO_ROOT / "datasets_scripts").glob("*/README.md")):
+        text = card.read_text(encoding="utf-8")
+        assert "Dataset scripts are no longer supported" in text, card
+        assert f'load_builder("{card.parent.name}"' in text, card
+        assert "hf-rrg data export" in text, card
+
+
+# --- report curation ------------------------------------------------------------------------------
+
+
+def test_curation_takes_the_imaging_section_of_headed_notes(make_demo: ModuleType) -> None:
+    notes = (
+        "Presentation: Fever and cough for 3 days.. Imaging Notes: Bilateral patchy air space opacities "
+        "(arrows). No pleural effusion.. Discussion: This case is typical of COVID-19. PCR was positive."
+    )
+    curated = make_demo.curate_notes("x", notes, {})
+    assert curated.report == "Bilateral patchy airspace opacities. No pleural effusion."
+    assert curated.history == "Fever and cough for 3 days." and curated.decided_by == "rules"
+
+
+def test_curation_splits_unlabelled_notes_into_history_findings_and_discussion(make_demo: ModuleType) -> None:
+    notes = (
+        "A 52-year-old man presented with cough. Laboratory tests showed leucocytosis (Fig. 1). "
+        "Chest X-ray at admission showed a right upper lobe consolidation (arrow). The heart size is normal. "
+        "The patient recovered after treatment. A CT was performed. Ground glass opacities in both lungs."
+    )
+    curated = make_demo.curate_notes("x", notes, {})
+    # the lead-in is gone; the CT findings are not taken
+    assert curated.report == "A right upper lobe consolidation. The heart size is normal."
+    assert curated.history == "A 52-year-old man presented with cough. Laboratory tests showed leucocytosis."
+    # a lead-in is never removed across a negation
+    negated = make_demo.curate_notes("x", "Chest radiograph did not show pleural changes.", {})
+    assert negated.report == "Chest radiograph did not show pleural changes."
+    assert make_demo.curate_notes("x", "Fever and two days of odynophagia", {}) is None
+
+
+def test_reviewed_entries_decide_with_verbatim_fragments(make_demo: ModuleType, tmp_path: Path) -> None:
+    notes = "Fever and shortness of breath On the PA radiograph there is opacity in the left midzone."
+    assert make_demo.curate_notes("x", notes, {}) is None  # run-on sentence: the rules see the symptoms
+    path = tmp_path / "reviewed.json"
+    path.write_text(
+        json.dumps({
+            "x": {"findings": ["there is opacity in the left midzone"], "history": ["Fever"], "why": "run"},
+            "y": {"findings": None, "why": "series"},
+        }),
+        encoding="utf-8",
+    )
+    reviewed = make_demo.load_reviewed(path)
+    curated = make_demo.curate_notes("x", notes, reviewed)
+    assert (curated.report, curated.history, curated.decided_by) == (
+        "There is opacity in the left midzone.", "Fever.", "reviewed",
+    )  # fmt: skip
+    assert make_demo.curate_notes("y", "Bilateral opacities.", reviewed) is None
+    path.write_text(json.dumps({"x": {"findings": ["right midzone"], "why": "w"}}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"'right midzone' of 'x' is not in its clinical_notes"):
+        make_demo.curate_notes("x", notes, make_demo.load_reviewed(path))
+    path.write_text(json.dumps({"x": {"findings": ["a"]}}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"entry 'x' needs 'findings'.*'why'"):
+        make_demo.load_reviewed(path)
+    rows = [{"filename": "x.png", "clinical_notes": notes}]
+    with pytest.raises(ValueError, match=r"names id\(s\) \['y'\]"):
+        make_demo.curate_rows(rows, {"y": make_demo.Review(findings=None, why="series")})
 
 
 # --- maintainer script ----------------------------------------------------------------------------
@@ -320,3 +447,28 @@ def test_missing_source_is_a_clear_error(make_demo: ModuleType, tmp_path: Path) 
     (tmp_path / "src" / "metadata.csv").write_text("patientid,filename\n1,a.png\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['sex'"):
         make_demo.main(["--source", str(tmp_path / "src"), "--out", str(tmp_path / "o"), "--no-card"])
+
+
+# --- Parquet export -------------------------------------------------------------------------------
+
+
+def test_parquet_export_card_tells_the_reader_to_use_load_dataset(
+    tmp_path: Path, records: list[dict]
+) -> None:
+    """The exported folder loads with `load_dataset(folder)`, and its card says so before anything else."""
+    main = pytest.importorskip("hf_rrg.cli").main
+    out = tmp_path / "export"
+    assert main(["data", "export", "demo", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\nlicense: other\n")  # the Hub still reads the front matter
+    opening = card.split("\n## ", 1)[0]  # front matter, title and what comes before the first section
+    assert "datasets.load_dataset(" in opening and "hf-rrg data export" in opening
+    assert "no builder script" in opening
+    assert "## Per-image attribution" in card  # the source card follows in full
+    back = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "reload"))
+    assert {name: back[name].num_rows for name in back} == {
+        name: sum(r["split"] == name for r in records) for name in SPLITS
+    }
+    by_id = {r["id"]: r for r in records}
+    row = back["test"][0]
+    assert row["report"] == by_id[row["id"]]["report"]

@@ -1,9 +1,11 @@
-"""`demo`: real chest X-rays with clinical notes, shipped inside hf-rrg (see README.md beside this file).
+"""`demo`: real chest X-rays with their radiographic findings, shipped inside hf-rrg (see README.md beside this
+file).
 
 A `datasets.GeneratorBasedBuilder` over `data/metadata.jsonl` + `data/images/*.jpg`, which
 `make_demo.py` builds from the COVID-19 Image Data Collection (Cohen et al.). Load it with
 `hf_rrg.data.load_builder("demo")`; with no `data_dir` the builder reads the `data/` folder next to this
-script, wherever the script lives (a source checkout or an installed wheel).
+script, wherever the script lives (a source checkout or an installed wheel). `data/` is also an ImageFolder
+(`file_name` in metadata.jsonl): `datasets.load_dataset("imagefolder", data_dir=...)` reads it without hf-rrg.
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ _SPLITS = {
     "validation": datasets.Split.VALIDATION,
     "test": datasets.Split.TEST,
 }
-_REQUIRED_KEYS = ("id", "file", "split", "report", "finding", "view", "patient_id", "license", "source_url")
+_REQUIRED_KEYS = (
+    "id", "file_name", "split", "report", "history", "clinical_notes", "finding", "view", "patient_id", "license",
+    "source_url",
+)  # fmt: skip
 
 _DESCRIPTION = (
-    "Real chest X-rays (downscaled to a 256 px shorter side) with the free-text clinical notes published "
-    "with them, from the COVID-19 Image Data Collection (Cohen et al., MELBA 2020). For demos and tests "
-    "only: not for clinical use, not a benchmark."
+    "Real chest X-rays (downscaled to a 256 px shorter side) with their radiographic findings, curated from "
+    "the clinical notes published with them in the COVID-19 Image Data Collection (Cohen et al., MELBA 2020); "
+    "the history and the full notes in their own columns. For demos and tests only: not for clinical use, "
+    "not a benchmark."
 )
 _CITATION = """@article{cohen2020covidProspective,
   title   = {COVID-19 Image Data Collection: Prospective Predictions Are the Future},
@@ -72,9 +78,9 @@ def read_metadata(data_dir: Path) -> list[dict[str, Any]]:
 
 
 class Demo(datasets.GeneratorBasedBuilder):
-    """The embedded demo set: one chest X-ray per example, its clinical notes as `report`."""
+    """The embedded demo set: one chest X-ray per example, its radiographic findings as `report`."""
 
-    VERSION = datasets.Version("1.0.0")
+    VERSION = datasets.Version("2.0.0")
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
@@ -87,6 +93,8 @@ class Demo(datasets.GeneratorBasedBuilder):
                     "id": datasets.Value("string"),
                     "images": datasets.List(datasets.Image()),
                     "report": datasets.Value("string"),
+                    "history": datasets.Value("string"),
+                    "clinical_notes": datasets.Value("string"),
                     "finding": datasets.Value("string"),
                     "view_positions": datasets.List(datasets.Value("string")),
                     "patient_id": datasets.Value("string"),
@@ -112,7 +120,7 @@ class Demo(datasets.GeneratorBasedBuilder):
             raise ValueError(
                 f"{data_dir / 'metadata.jsonl'} holds no examples; rebuild it with make_demo.py."
             )
-        missing = [r["file"] for r in records if not (data_dir / r["file"]).is_file()]
+        missing = [r["file_name"] for r in records if not (data_dir / r["file_name"]).is_file()]
         if missing:
             raise FileNotFoundError(
                 f"{len(missing)} image(s) listed in {data_dir / 'metadata.jsonl'} are missing "
@@ -133,7 +141,7 @@ class Demo(datasets.GeneratorBasedBuilder):
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         root = Path(data_dir)
         for record in records:
-            image_path = root / record["file"]
+            image_path = root / record["file_name"]
             yield (
                 record["id"],
                 {
@@ -142,6 +150,8 @@ class Demo(datasets.GeneratorBasedBuilder):
                     # (a path that exists would be stored instead of the bytes).
                     "images": [{"path": None, "bytes": image_path.read_bytes()}],
                     "report": record["report"],
+                    "history": record["history"],
+                    "clinical_notes": record["clinical_notes"],
                     "finding": record["finding"],
                     "view_positions": [record["view"] or ""],
                     "patient_id": record["patient_id"],

@@ -9,7 +9,6 @@ folder follows the export rules of `hf_rrg.export_folder` (never a user's folder
 from __future__ import annotations
 
 import io
-import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,29 @@ def _check_embedded(path: Path, columns: list[str]) -> None:
                         f"{path}: column {column!r} holds an image without bytes (path {image.get('path')!r}); "
                         "the image file could not be embedded. Check that the source images exist."
                     )
+
+
+EXPORT_NOTE = (
+    "> **This folder is a Parquet export** written by `hf-rrg data export` (images embedded). Load it\n"
+    "> with `datasets.load_dataset(\"<this folder or its Hub repo id>\")`: no builder script and no\n"
+    "> hf-rrg are needed. Where the card below mentions `load_builder` or a script in\n"
+    "> `datasets_scripts/`, it describes how this copy was made from the source data, not how to read it.\n"
+)
+
+
+def _with_export_note(card: str) -> str:
+    """`card` with EXPORT_NOTE after its title (after the YAML front matter when it has no `# ` title)."""
+    lines = card.splitlines(keepends=True)
+    body_start = 0
+    if lines and lines[0].strip() == "---":
+        closing = next((i for i, line in enumerate(lines[1:], 1) if line.strip() == "---"), None)
+        body_start = closing + 1 if closing is not None else 0
+    title = next((i for i in range(body_start, len(lines)) if lines[i].startswith("# ")), None)
+    cut = title + 1 if title is not None else body_start
+    head, tail = "".join(lines[:cut]), "".join(lines[cut:])
+    if head and not head.endswith("\n"):
+        head += "\n"
+    return f"{head}\n{EXPORT_NOTE}\n{tail.lstrip(chr(10))}"
 
 
 def portable_image(image: Mapping[str, Any] | None, failures: list[str]) -> dict[str, Any] | None:
@@ -121,7 +143,7 @@ def _default_card(dataset_dict: Mapping[str, Any]) -> str:
     first = next(iter(dataset_dict.values()))
     splits = "\n".join(f"| {split} | {len(ds)} |" for split, ds in dataset_dict.items())
     features = "\n".join(f"- `{name}`: {feature!r}" for name, feature in first.features.items())
-    return (
+    return _with_export_note(
         "---\ntask_categories:\n- image-to-text\ntags:\n- medical\n- radiology-report-generation\n---\n\n"
         "# Radiology report generation dataset (exported by hf-rrg)\n\n"
         f"| split | examples |\n|---|---|\n{splits}\n\n## Features\n\n{features}\n"
@@ -140,7 +162,7 @@ def export_parquet(
 
     Images stored as local paths are read, checked with hf-rrg's loader and embedded (DICOM as PNG), so the files
     are self-contained and read back; each written file is read back to check it. The dataset card `card_path` is
-    copied to `out_dir/README.md` (a minimal card listing splits and features is written when it is None).
+    copied to `out_dir/README.md` with a note after its title saying to load the folder with `load_dataset` (a minimal card listing splits and features is written when it is None).
     `out_dir` must be new or empty, or, with `overwrite`, a previous hf-rrg dataset export; it may not be or contain
     one of `sources` (the source data folders). Returns {split: parquet path}.
     `datasets.load_dataset(str(out_dir))` reads the folder back.
@@ -168,7 +190,7 @@ def export_parquet(
             dataset.with_format(None).to_parquet(str(path))
             _check_embedded(path, columns)
         if card is not None:
-            shutil.copyfile(card, staging / "README.md")
+            (staging / "README.md").write_text(_with_export_note(card.read_text(encoding="utf-8")), encoding="utf-8")
         else:
             (staging / "README.md").write_text(_default_card(dataset_dict), encoding="utf-8")
         write_manifest(staging, EXPORT_KIND, (staging / "data").glob("*.parquet"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 from collections.abc import Mapping
@@ -46,6 +45,7 @@ from .run_setup import (
 )
 from .runtime import LOGS_DIR, distributed_state, make_accelerator, seed_everything, tensorboard_available
 from .state_io import save_pretrained_atomic, write_json_atomic
+from .run_summary import format_run_summary
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def finish_fit(session: FitSession, run: EngineRun) -> FitResult:
         plot_training_curves(state["history"], run_dir / "training_curves.png")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        print_fit_summary(run_dir, len(predictions), state, test_scores)
+        print(format_run_summary(run_dir))
     return FitResult(
         run_dir=run_dir, best_epoch=state["best_epoch"], best_metric=state["best_metric"],
         val_metric=session.config.training.val_metric, test_metrics=test_scores, epochs_trained=state["epoch"] + 1,
@@ -301,14 +301,6 @@ def run_metrics(session: FitSession, state: dict, test_scores: dict, skipped: di
     if session.hooks.metadata:
         metrics["recipe"] = session.hooks.metadata
     return metrics
-
-
-def print_fit_summary(run_dir: Path, num_test: int, state: dict[str, Any], test_scores: dict[str, Any]) -> None:
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in test_scores.items() if isinstance(v, float) and not math.isnan(v))
-    best = state["best_epoch"] + 1 if state["best_epoch"] is not None else "-"
-    print(f"Test ({num_test} studies, best epoch {best}): {shown}")
-    print(f"Run folder: {run_dir}\n  metrics: {run_dir / 'metrics.json'}\n  predictions: {run_dir / 'predictions.jsonl'}"
-          f"\n  model: {run_dir / MODEL_DIR}\n  curves: {run_dir / 'training_curves.png'}")  # fmt: skip
 
 
 def export_run_model(model: Any, processor: Any, run_dir: Path) -> Path:
