@@ -231,6 +231,37 @@ def test_constant_images_are_refused(tmp_path: Path) -> None:
         load_image(np.broadcast_to(np.array([10, 20, 30], np.uint8), (8, 8, 3)).copy())
 
 
+def _eight_bit(composited: np.ndarray, dtype: type) -> np.ndarray:
+    """The module's rule after compositing: 8-bit data rounded, deeper data min-max scaled over its actual range."""
+    if dtype == np.uint8:
+        return np.clip(np.rint(composited), 0, 255).astype(np.uint8)
+    low, high = composited.min(), composited.max()
+    return np.rint((composited - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
+def test_constant_check_and_opaque_alpha_shortcuts_agree_with_the_full_computation() -> None:
+    """The shortcuts of `load_image` (the constant check is a min/max per channel, stopping at the first channel
+    that varies; fully opaque alpha skips the float compositing) against the straightforward rules: every pixel
+    compared with the first; colour × alpha."""
+    rng = np.random.default_rng(0)
+    for shape in ((6, 5), (6, 5, 3)):
+        flat_first_row = np.full(shape, 9, np.uint8)
+        flat_first_row[-1, -1] = 10  # constant except the very last pixel: not constant
+        assert _array(flat_first_row)[-1, -1].tolist() == [10, 10, 10] and _array(flat_first_row)[0, 0].tolist() == [9] * 3
+    varied = np.full((4, 4, 3), 5, np.uint8)
+    varied[2, 1, 2] = 6  # one channel of one pixel differs
+    assert _array(varied)[2, 1].tolist() == [5, 5, 6]
+    with pytest.raises(ConstantImageError):
+        load_image(np.full((4, 4, 3), 5, np.uint8))
+    for dtype, top in ((np.uint8, 255), (np.uint16, 65535)):
+        colour = rng.integers(0, top, (7, 9, 3), endpoint=True).astype(dtype)
+        rgba = np.dstack([colour, np.full((7, 9), top, dtype)])
+        composited = colour.astype(np.float64) * (rgba[..., 3:].astype(np.float64) / top)  # the full formula
+        assert np.array_equal(_array(rgba), _eight_bit(composited, dtype))
+        la = np.dstack([colour[..., 0], np.full((7, 9), top, dtype)])
+        assert np.array_equal(_gray(_array(la)), _eight_bit(composited[..., 0], dtype))
+
+
 def test_zero_size_images_are_refused() -> None:
     with pytest.raises(EmptyImageError, match="zero size"):
         load_image(np.zeros((0, 5), np.uint8))

@@ -46,6 +46,47 @@ def test_blocked_search_equals_brute_force_and_excludes_self_and_groups() -> Non
     assert torch.isinf(scores[0, 2:]).all()
 
 
+def _brute_force_top_k(features: torch.Tensor, k: int, groups: list[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every row against every row in one product, then one top-k: the straightforward search."""
+    normed = torch.nn.functional.normalize(features, dim=1)
+    full = normed @ normed.T
+    if groups is None:
+        full.fill_diagonal_(float("-inf"))
+    else:
+        keys = torch.tensor(groups)
+        full.masked_fill_(keys[:, None] == keys[None, :], float("-inf"))
+    top = full.topk(k, dim=1)
+    return top.values, top.indices.masked_fill(torch.isinf(top.values), -1)
+
+
+@pytest.mark.parametrize(
+    ("rows", "k", "block_size", "patients"),
+    [
+        (1000, 3, 384, None),  # 384-row tiles take the chunked top-k; the last 232-row block is ranked whole
+        (1000, 3, 384, 250),  # patients scattered over the rows: groups cross tile boundaries
+        (777, 5, 640, 40),  # large groups, fewer tiles than groups' spans
+        (300, 10, 64, 300),  # as many patients as rows (about a third of them share one)
+        (40, 6, 7, 4),  # tiny tiles, ten studies per patient: most candidates excluded
+    ],
+)
+def test_tiled_symmetric_search_equals_brute_force_with_exclusions(
+    rows: int, k: int, block_size: int, patients: int | None
+) -> None:
+    generator = torch.Generator().manual_seed(rows + k)
+    features = torch.randn(rows, 16, generator=generator)
+    groups = None
+    if patients is not None:
+        groups = torch.randint(0, patients, (rows,), generator=generator).tolist()
+    scores, indices = nearest_neighbours(features, k=k, groups=groups, block_size=block_size, progress=False)
+    expected_scores, expected_indices = _brute_force_top_k(features, k, groups)
+    assert torch.equal(indices, expected_indices)
+    torch.testing.assert_close(scores, expected_scores, atol=1e-6, rtol=0)
+    if groups is not None:  # no neighbour ever shares the row's patient
+        keys = torch.tensor(groups)
+        found = indices >= 0
+        assert not (keys[indices.clamp_min(0)] == keys[:, None])[found].any()
+
+
 def test_tfidf_vectors_by_hand() -> None:
     reports = ["No effusion. No effusion.", "Small effusion", "Heart normal", "small heart"]
     matrix = tfidf_embeddings(reports, min_df=2, max_features=None)

@@ -302,6 +302,36 @@ def test_generation_with_and_without_cache_and_labels(num_beams: int, pixels) ->
     assert not torch.allclose(with_other.scores[0], baseline.scores[0])  # passed labels were used
 
 
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_generation_projects_the_prototypes_once_and_matches_recomputing_them(num_beams: int, pixels) -> None:
+    """The optimised path (the prototypes' keys/values made once and kept in the decoder cache) against the
+    straightforward one (no cache: the prototype projection and keys/values recomputed at every step)."""
+    model = tiny_model()
+    calls = []
+    hook = model.prototype_network.prototype_projection.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        cached = model.generate(**pixels, num_beams=num_beams, use_cache=True, output_scores=True,
+                                return_dict_in_generate=True)  # fmt: skip
+        once = len(calls)
+        calls.clear()
+        recomputed = model.generate(**pixels, num_beams=num_beams, use_cache=False, output_scores=True,
+                                    return_dict_in_generate=True)  # fmt: skip
+    finally:
+        hook.remove()
+    steps = cached.sequences.size(1) - 1
+    assert once == 2  # the encoder's visual interaction, then the decoder's keys/values for every step
+    assert len(calls) == 1 + steps  # the straightforward path: the encoder, then once per step
+    assert torch.equal(cached.sequences, recomputed.sequences)
+    for step_cached, step_recomputed in zip(cached.scores, recomputed.scores):
+        torch.testing.assert_close(step_cached, step_recomputed, rtol=1e-5, atol=1e-5)
+    network = model.prototype_network
+    words, labels = torch.randn(2, 5, model.config.d_model), torch.tensor([[1.0] * 3 + [0.0] * 11] * 2)
+    with torch.no_grad():
+        direct = network.interact(words, labels, "text")
+        kept = network.interact(words, labels, "text", network.keys_values())
+    assert all(torch.equal(a, b) for a, b in zip(direct, kept))
+
+
 def test_without_the_prototype_network_it_is_a_plain_transformer(pixels) -> None:
     torch.manual_seed(0)
     model = XProNetForConditionalGeneration(XProNetConfig(**TINY, use_prototype_network=False)).eval()

@@ -230,6 +230,10 @@ def load_builder(
     *,
     cache_dir: str | Path | None = None,
     split: str | None = None,
+    image_cache_size: int | None = None,
+    image_cache_eval_size: int | Sequence[int] = 224,
+    image_cache_resample: int = 2,
+    image_cache_num_proc: int | None = None,
     **config_kwargs: Any,
 ) -> datasets.DatasetDict | datasets.Dataset:
     """Prepare dataset `name` from `datasets_scripts/<name>/<name>.py` and return it.
@@ -240,6 +244,11 @@ def load_builder(
         data_dir: the folder holding the source data (`None` for builders that bring their own data).
         cache_dir: where the prepared Arrow files go (default: the `datasets` cache).
         split: return only this split (`"train"`, `"validation"`, `"test"`) as a `Dataset`.
+        image_cache_size: serve the images from an image cache (`hf_rrg.data.image_cache`: every image decoded once
+            and stored resized, shorter side `image_cache_size` for the train transform and
+            `image_cache_eval_size` (int or [height, width]) for the eval transform, with the PIL filter
+            `image_cache_resample`); it must match the image processor's `resize_shorter`, `eval_size` and
+            `resample`. Made in the builder's cache folder on first use (`image_cache_num_proc` processes).
         **config_kwargs: `name=` picks a named BuilderConfig; other keys override config fields.
 
     Returns:
@@ -251,6 +260,11 @@ def load_builder(
         available = list(builder.info.splits or {})
         if split not in available:
             raise ValueError(f"Dataset {name!r} has no split {split!r}; its splits are {available}.")
+    if image_cache_size is not None:
+        from .image_cache import ImageCacheSettings, cached_builder_dataset
+
+        settings = ImageCacheSettings(image_cache_size, image_cache_eval_size, image_cache_resample)
+        return cached_builder_dataset(builder, settings, split, image_cache_num_proc)
     return builder.as_dataset(split=split)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 
@@ -98,6 +99,24 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(args: argparse.Namespace) -> int:
+    from .builders import make_builder
+    from .image_cache import ImageCacheSettings, cached_builder_dataset, image_cache_folder
+
+    settings = ImageCacheSettings(args.size, args.eval_size)
+    builder = make_builder(args.name, args.data_dir, cache_dir=args.cache_dir, **_builder_kwargs(args))
+    builder.download_and_prepare()
+    dataset = cached_builder_dataset(builder, settings, num_proc=args.num_proc)
+    for split, rows in dataset.items():
+        print(f"{split}: {len(rows)} studies")
+    print(
+        f"Cached the images of {args.name!r} (shorter side {args.size} for training, {args.eval_size} px square for "
+        f"evaluation) in {image_cache_folder(builder, settings)}. Train from it with "
+        f"`data.builder_kwargs: {{image_cache_size: {args.size}, image_cache_eval_size: {args.eval_size}}}`."
+    )
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .builders import load_builder
     from .stats import dataset_statistics, format_statistics
@@ -161,6 +180,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="replace --out when it is a previous `hf-rrg data export`"
     )
     export.set_defaults(func=_export)
+
+    cache = commands.add_parser(
+        "cache", help="decode every image once and store it resized (Arrow shards), so epochs read small images"
+    )
+    _add_builder_args(cache)
+    cache.add_argument("--size", type=int, default=256, help="shorter side for the train transform (default 256)")
+    cache.add_argument("--eval-size", type=int, default=224, help="square size for the eval transform (default 224)")
+    cache.add_argument("--num-proc", type=int, default=os.cpu_count(), help="decoding processes (default: all cores)")
+    cache.set_defaults(func=_cache)
 
     demo = commands.add_parser(
         "demo", help="load the embedded demo dataset and show its statistics and an example"

@@ -2,16 +2,17 @@
 
 Reports are embedded with a text encoder (the paper: RadBERT; here any Hugging Face encoder id or local folder,
 pooled by `mean` over the real tokens or by the first (`cls`) token, or `encoder="tfidf"`, a TF-IDF bag of words
-that needs no model), l2-normalised, and searched exactly: cosine similarities of a block of rows against all rows
-(one matrix product, `block_size` rows at a time) and a top-k per row, excluding the report itself and, optionally,
-the reports of the same patient or with the same text. The result is a neighbours file:
+that needs no model), l2-normalised, and searched exactly (`exact_search.nearest_neighbours`: the cosine matrix
+product in square tiles of `block_size` rows, half of it by symmetry, with a running top-k per row), excluding the
+report itself and, optionally, the reports of the same patient or with the same text. The result is a neighbours file:
 
     {"metadata": {"encoder": ..., "pooling": ..., "top_k": ..., ...},
      "neighbours": {"<id>": [["<neighbour id>", cosine], ...], ...}}
 
 with each list sorted by decreasing similarity. The images of a report's neighbour are its hard-negative images.
-Timing (docs/ithn.md): exact search is O(n²·d) and memory O(block_size·n); MIMIC-CXR's 270k reports at d = 768 are
-~5.6·10^13 multiply-adds, minutes on a GPU and tens of minutes on CPU cores, so no approximate index is needed.
+Timing (docs/ithn.md, benchmarks/bench_ithn_mining.py): exact search is O(n²·d / 2) and memory O(n·d + block_size²);
+MIMIC-CXR's 270k reports at d = 768 are ~2.8·10^13 multiply-adds, seconds on a GPU and tens of minutes on CPU
+cores, so no approximate index is needed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from .exact_search import nearest_neighbours
 
 TFIDF = "tfidf"
 POOLINGS = ("mean", "cls")
@@ -100,56 +103,6 @@ def embed_reports(
     if str(encoder) == TFIDF:
         return tfidf_embeddings(reports)
     return encoder_embeddings(reports, encoder, pooling, batch_size, max_length, device, progress)
-
-
-# ---------------------------------------------------------------------------------------------------- search
-
-
-def nearest_neighbours(
-    embeddings: torch.Tensor,
-    k: int,
-    groups: Sequence[Any] | None = None,
-    block_size: int = 4096,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact cosine top-k of every row among the other rows, `block_size` rows at a time.
-
-    Args:
-        embeddings: (n, d) features (normalised here).
-        k: neighbours per row (fewer exist when the exclusions leave fewer; those slots score -inf, index -1).
-        groups: one key per row (e.g. patient id): rows with the same key are never neighbours. None: only the row
-            itself is excluded.
-    Returns (scores (n, k) float32, indices (n, k) long), each row sorted by decreasing cosine.
-    """
-    from tqdm.auto import tqdm
-
-    n = embeddings.size(0)
-    if n < 2:
-        raise ValueError(f"need at least 2 reports to find neighbours, got {n}")
-    k = min(k, n - 1)
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    matrix = F.normalize(embeddings.float(), dim=1).to(device)
-    group_ids = None
-    if groups is not None:
-        if len(groups) != n:
-            raise ValueError(f"groups has {len(groups)} entries for {n} reports")
-        codes: dict[Any, int] = {}
-        group_ids = torch.tensor([codes.setdefault(g, len(codes)) for g in groups], device=device)
-    scores, indices = [], []
-    for start in tqdm(range(0, n, block_size), desc="neighbour search", unit="block", disable=not progress):
-        stop = min(start + block_size, n)
-        similarity = matrix[start:stop] @ matrix.T
-        rows = torch.arange(stop - start, device=device)
-        similarity[rows, rows + start] = float("-inf")
-        if group_ids is not None:
-            similarity.masked_fill_(group_ids[start:stop, None] == group_ids[None, :], float("-inf"))
-        top = similarity.topk(k, dim=1)
-        top_indices = top.indices.masked_fill(torch.isinf(top.values), -1)
-        scores.append(top.values.cpu())
-        indices.append(top_indices.cpu())
-    return torch.cat(scores), torch.cat(indices)
 
 
 # ---------------------------------------------------------------------------------------------------- the file

@@ -317,6 +317,10 @@ def _array_to_rgb_uint8(array: np.ndarray, name: str) -> np.ndarray:
 
 
 def _composite_on_black(array: np.ndarray) -> np.ndarray:
+    opaque = np.iinfo(array.dtype).max if np.issubdtype(array.dtype, np.integer) else 1.0
+    if array[..., -1].min() >= opaque:  # fully opaque (the usual RGBA file): compositing multiplies by 1
+        colour = array[..., :-1]
+        return colour[..., 0] if colour.shape[-1] == 1 else colour
     colour, alpha = array[..., :-1].astype(np.float64), array[..., -1].astype(np.float64)
     if np.issubdtype(array.dtype, np.integer):
         alpha = alpha / float(np.iinfo(array.dtype).max)
@@ -334,9 +338,9 @@ def _min_max_to_uint8(array: np.ndarray, name: str) -> np.ndarray:
 
 
 def _refuse_constant(array: np.ndarray, name: str) -> None:
-    first = array.reshape(-1, *array.shape[2:])[0]
-    if np.array_equal(array, np.broadcast_to(first, array.shape)):
-        raise ConstantImageError(_constant_message(name, first.tolist()))
+    channels = [array] if array.ndim == 2 else [array[..., c] for c in range(array.shape[-1])]
+    if all(channel.min() == channel.max() for channel in channels):  # every channel constant: every pixel equal
+        raise ConstantImageError(_constant_message(name, array.reshape(-1, *array.shape[2:])[0].tolist()))
 
 
 def _constant_message(name: str, value: Any) -> str:

@@ -8,7 +8,7 @@ The transforms re-implement R2Gen's torchvision pipelines (Chen et al., EMNLP 20
   -> ``Normalize``.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -172,9 +172,10 @@ class RRGImageProcessor(PilBackend):
 
         pixel_values = np.zeros((len(studies), views, 3, height, width), dtype=np.float32)
         view_mask = np.zeros((len(studies), views), dtype=bool)
+        cache_key = image_cache_key(resize_shorter, eval_size, resample)
         for i, study in enumerate(studies):
             for j, source in enumerate(study):
-                image = _load(source, i, j)
+                image = _load(cached_variant(source, bool(augment), cache_key), i, j)
                 if rng is None:
                     array = self.eval_transform(image, eval_size, resample)
                 else:
@@ -272,6 +273,29 @@ class RRGImageProcessor(PilBackend):
         return values
 
 
+IMAGE_CACHE_EVAL_KEY = "eval_bytes"
+
+
+def image_cache_key(resize_shorter: int, eval_size: tuple[int, int], resample: PILImageResampling | int) -> str:
+    """The resize settings an image cache (`hf-rrg data cache`) was made for, as stored in its cells."""
+    return f"shorter{resize_shorter}-eval{eval_size[0]}x{eval_size[1]}-resample{int(resample)}"
+
+
+def cached_variant(source: ImageSource, augment: bool, cache_key: str) -> ImageSource:
+    """The image a transform starts from. A cell of an image cache holds the image already resized for the train
+    transform (`bytes`: shorter side `resize_shorter`, so `train_resize` leaves it alone) and for the eval transform
+    (`eval_bytes`: exactly `eval_size`), made by these same transforms from the full image; other sources pass
+    through. A cache made for other settings is refused (it would give other pixels)."""
+    if not isinstance(source, Mapping) or IMAGE_CACHE_EVAL_KEY not in source:
+        return source
+    if source.get("cache_key") != cache_key:
+        raise ValueError(
+            f"image {source.get('path')!r} comes from an image cache made for {source.get('cache_key')!r}, but this "
+            f"processor's settings are {cache_key!r}; rebuild the cache for them (`hf-rrg data cache ... --size`)."
+        )
+    return {"bytes": source["bytes" if augment else IMAGE_CACHE_EVAL_KEY], "path": source.get("path")}
+
+
 def _crop_and_flip(array: np.ndarray, top: int, left: int, crop: SizeDict, flip: bool) -> np.ndarray:
     rows, cols = array.shape[:2]
     if not (0 <= top <= rows - crop.height and 0 <= left <= cols - crop.width):
@@ -320,4 +344,4 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-__all__ = ["RRGImageProcessor", "RRGImageProcessorKwargs"]
+__all__ = ["IMAGE_CACHE_EVAL_KEY", "RRGImageProcessor", "RRGImageProcessorKwargs", "cached_variant", "image_cache_key"]

@@ -154,11 +154,19 @@ class XProNetForConditionalGeneration(RRGTransformerPreTrainedModel, GenerationM
         network = self.prototype_network
         text: dict[str, torch.Tensor] = {}
         decoder_kwargs = {}
+        cache = cache if cache is not None else past_key_values
+        if use_cache and cache is None:
+            cache = RRGDecoderCache()  # made here, so that the prototypes' keys/values are kept from the first step
         if network is not None:
             chosen = encoder_outputs.observation_labels
 
             def text_interaction(embeddings: torch.Tensor) -> torch.Tensor:
-                fused, text["responses"] = network.interact(embeddings, chosen, "text")
+                keys_values = None
+                if cache is not None:  # generation: the prototypes' keys/values depend on the weights only
+                    keys_values = cache.shared.get("prototype_keys_values")
+                    if keys_values is None:
+                        keys_values = cache.shared["prototype_keys_values"] = network.keys_values()
+                fused, text["responses"] = network.interact(embeddings, chosen, "text", keys_values)
                 return fused
 
             decoder_kwargs["token_interaction"] = text_interaction
@@ -166,7 +174,7 @@ class XProNetForConditionalGeneration(RRGTransformerPreTrainedModel, GenerationM
             decoder_input_ids,
             encoder_outputs,
             decoder_attention_mask,
-            cache if cache is not None else past_key_values,
+            cache,
             use_cache,
             **decoder_kwargs,
         )

@@ -67,12 +67,21 @@ class PrototypeQuerying(nn.Module):
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(*x.shape[:-1], self.num_heads, self.head_dim).transpose(-3, -2)
 
+    def keys_values(self, prototypes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k = p W_p (Eq. 9) and e = p W_e (Eq. 12) of the projected prototypes p, (heads, K, d_h) each."""
+        return self._heads(self.key_proj(prototypes)), self._heads(self.value_proj(prototypes))
+
     def forward(
-        self, queries: torch.Tensor, prototypes: torch.Tensor, allowed: torch.Tensor, return_selection: bool = False
+        self,
+        queries: torch.Tensor,
+        prototypes: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+        allowed: torch.Tensor,
+        return_selection: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Args:
             queries: (batch, length, query_dim).
-            prototypes: (num_prototypes, prototype_dim) — all classes' projected prototypes p (Eq. 8).
+            prototypes: (num_prototypes, prototype_dim) — all classes' projected prototypes p (Eq. 8) — or their
+                (k, e) from `keys_values` (they depend on the weights only: generation computes them once).
             allowed: (batch, num_prototypes) bool, True for the prototypes of the sample's positive labels.
             return_selection: also return the selected prototype indices and their weights,
                 both (batch, heads, length, γ).
@@ -82,8 +91,7 @@ class PrototypeQuerying(nn.Module):
         """
         batch, length, _ = queries.shape
         q = self._heads(self.query_proj(queries))  # (B, H, L, dh)
-        k = self._heads(self.key_proj(prototypes))  # (H, K, dh)
-        v = self._heads(self.value_proj(prototypes))  # (H, K, dh)
+        k, v = prototypes if isinstance(prototypes, tuple) else self.keys_values(prototypes)  # (H, K, dh) each
         raw = torch.matmul(q, k.transpose(-2, -1).unsqueeze(0))  # (B, H, L, K): q·k
         allowed = allowed.bool()[:, None, None, :]
         lowest = torch.finfo(raw.dtype).min
@@ -186,15 +194,30 @@ class CrossModalPrototypeNetwork(nn.Module):
         """Binary labels: sigmoid(logits) >= threshold, then the no-positive fallback."""
         return self.with_fallback((torch.sigmoid(logits.float()) >= self.label_threshold).float())
 
-    def respond(
-        self, features: torch.Tensor, labels: torch.Tensor, return_selection: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Responses r (Eq. 8-13) of (batch, length, d_model) features to the prototypes of their labels."""
-        projected = self.prototype_projection(self.prototypes.flatten(0, 1))  # p = pv W_pv, Eq. 8
-        return self.querying(features, projected, self.allowed_prototypes(labels), return_selection)
+    def keys_values(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The querying's keys and values of all prototypes (Eq. 8, 9, 12): weights only, reusable while they hold."""
+        return self.querying.keys_values(self.prototype_projection(self.prototypes.flatten(0, 1)))
 
-    def interact(self, features: torch.Tensor, labels: torch.Tensor, modality: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def respond(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        return_selection: bool = False,
+        keys_values: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Responses r (Eq. 8-13) of (batch, length, d_model) features to the prototypes of their labels
+        (`keys_values`: those of `keys_values()`, computed once by the caller)."""
+        prototypes = self.prototype_projection(self.prototypes.flatten(0, 1)) if keys_values is None else keys_values
+        return self.querying(features, prototypes, self.allowed_prototypes(labels), return_selection)  # p: Eq. 8
+
+    def interact(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        modality: str,
+        keys_values: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(l, r): l = FCN(Concat(features, r)) (Eq. 14) and the responses r (Eq. 13)."""
-        responses = self.respond(features, labels)
+        responses = self.respond(features, labels, keys_values=keys_values)
         fusion = self.text_fusion if (modality == "text" and self.text_fusion is not None) else self.visual_fusion
         return fusion(torch.cat([features, responses], dim=-1)), responses
