@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..resources import resource_dir
+from .card_metadata import PIPELINE_TAG, merge_metadata
 from .run_folder import RunInfo
 
 GENERIC_TEMPLATE = "generic"
@@ -104,7 +105,7 @@ def model_index(
             "name": model_name,
             "results": [
                 {
-                    "task": {"type": "image-to-text", "name": "Radiology report generation"},
+                    "task": {"type": PIPELINE_TAG, "name": "Radiology report generation"},
                     "dataset": dataset_entry,
                     "metrics": entries,
                 }
@@ -126,7 +127,7 @@ def front_matter(
         tags.insert(0, method)
     meta: dict[str, Any] = {
         "library_name": "transformers",
-        "pipeline_tag": "image-to-text",
+        "pipeline_tag": PIPELINE_TAG,
         "license": license,
         "tags": tags,
     }
@@ -246,8 +247,13 @@ def render_model_card(
     repo_id: str | None = None,
     license: str = "other",
     templates_dir: Path | None = None,
+    extra_metadata: Mapping[str, Any] | None = None,
+    preamble: str = "",
 ) -> str:
-    """The full README.md of an exported model: YAML front matter + the method's template, filled in."""
+    """The full README.md of an exported model: YAML front matter + the method's template, filled in.
+
+    `extra_metadata` adds front-matter entries (`card_metadata`: licence fields, datasets, widget, ...); `preamble`
+    is Markdown put before the body (a data-use warning)."""
     method = getattr(config, "model_type", None)
     path = template_path(method, templates_dir)
     context = card_context(run, config, generation_config, model_name, repo_id)
@@ -257,8 +263,9 @@ def render_model_card(
     context["usage"] = render_template(usage.read_text(encoding="utf-8"), context, source=str(usage)).strip()
     body = render_template(path.read_text(encoding="utf-8"), context, source=str(path))
     meta = front_matter(model_name, method, run.test_metrics, run.dataset, license=license)
+    meta = merge_metadata(meta, extra_metadata or {})
     header = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
-    return f"---\n{header}---\n\n{body.lstrip()}"
+    return f"---\n{header}---\n\n{preamble}{body.lstrip()}"
 
 
 def read_front_matter(card: str) -> dict[str, Any]:
