@@ -105,7 +105,7 @@ def test_model_card_carries_measured_results_and_disclaimer(exported):
     card = (exported["r2gencmn"] / "README.md").read_text()
     meta = read_front_matter(card)
     assert meta["library_name"] == "transformers"
-    assert meta["pipeline_tag"] == "image-to-text"
+    assert meta["pipeline_tag"] == "image-text-to-text"  # what `pipeline(..., trust_remote_code=True)` serves
     assert "r2gencmn" in meta["tags"] and "custom_code" in meta["tags"]
     (index,) = meta["model-index"]
     assert index["name"] == "r2gencmn-tiny"

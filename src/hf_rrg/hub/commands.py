@@ -73,9 +73,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the GPU when there is one)")
     generate.add_argument("--json", action="store_true", help="print one JSON object per study")
     generate.add_argument(
+        "--heatmap", metavar="OUT_DIR",
+        help="also write what explains each report as PNG overlays in OUT_DIR (R2Gen family: cross-attention per "
+        "sentence and view; CoAtt: visual attention; ASGK: heat map and region); one study at a time",
+    )
+    generate.add_argument(
         "--trust-remote-code", action="store_true", help="allow the folder's own code for methods hf-rrg lacks"
     )
     generate.set_defaults(func=_generate)
+
+    space = subparsers.add_parser(
+        "space",
+        help="write a Gradio Space (demo page) for a model: report, settings and what explains the report",
+        description="Write a folder that is a Hugging Face Space: app.py, report_explanation.py, requirements.txt, "
+        "README.md (sdk: gradio, models:), space_config.json and CC BY example X-rays. A local MODEL folder is "
+        "copied into the Space unless --model-id names its Hub repo. Push it with `hf upload ORG/SPACE DIR "
+        "--repo-type space`.",
+    )
+    space.add_argument("model", metavar="MODEL", help="exported model folder, or a Hub id ORG/NAME")
+    space.add_argument("--out", required=True, metavar="DIR", help="Space folder to write (new or empty)")
+    space.add_argument("--model-id", metavar="ORG/NAME", help="Hub id the Space loads (default: MODEL when a Hub id)")
+    space.add_argument("--title", help="title of the page (default: the model's name)")
+    space.add_argument(
+        "--modalities", nargs="+", metavar="CODE", help="DICOM Modality codes the page accepts (default: CR DX RG)"
+    )
+    space.add_argument("--overwrite", action="store_true", help="replace DIR when it is a previous `hf-rrg space`")
+    space.set_defaults(func=_space)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="run the demo page of a model locally (the Space's app; needs `pip install \"hf-rrg[demo]\"`)",
+        description="Serve the same Gradio page `hf-rrg space` writes, for MODEL (an exported folder or a Hub id).",
+    )
+    demo.add_argument("model", metavar="MODEL", help="exported model folder, or a Hub id ORG/NAME")
+    demo.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    demo.add_argument("--port", type=positive_int, default=7860, help="port (default 7860)")
+    demo.add_argument(
+        "--modalities", nargs="+", metavar="CODE", help="DICOM Modality codes the page accepts (default: CR DX RG)"
+    )
+    demo.set_defaults(func=_demo)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -95,6 +131,42 @@ def _export(args: argparse.Namespace) -> int:
     files = sorted(path.name for path in out.iterdir())
     print(f"Exported {args.run_dir} -> {out} ({len(files)} files: {', '.join(files)})")
     print(f"Load it with AutoModelForImageTextToText.from_pretrained({str(out)!r}, trust_remote_code=True)")
+    return 0
+
+
+def _space(args: argparse.Namespace) -> int:
+    from .space import write_space
+
+    try:
+        out = write_space(args.model, args.out, model_id=args.model_id, title=args.title,
+                          dicom_modalities=args.modalities, overwrite=args.overwrite)  # fmt: skip
+    except FileExistsError as error:
+        raise ValueError(str(error)) from error
+    print(f"Wrote the Space for {args.model} to {out} ({', '.join(sorted(p.name for p in out.iterdir()))})")
+    print(f"Try it: cd {out} && python app.py   |   push it: hf upload ORG/SPACE {out} --repo-type space")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from . import space_app
+    from .examples import example_images
+    from .loading import load_model_and_processor
+
+    try:
+        import gradio  # noqa: F401
+    except ImportError as error:
+        raise ImportError(f"hf-rrg demo needs gradio ({error}); install it with: pip install \"hf-rrg[demo]\"") from None
+    settings = space_app.AppSettings(
+        model=args.model,
+        dicom_modalities=list(args.modalities or space_app.XRAY_MODALITIES),
+        examples=[str(example.path) for example in example_images()],
+    )
+    if Path(args.model).is_dir():  # checked (missing files, checksums) and loaded with hf-rrg's classes
+        model, processor = load_model_and_processor(args.model)
+    else:
+        model, processor = space_app.load_model(args.model)
+    print(f"Serving the demo page of {args.model} on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
+    space_app.launch(space_app.build_demo(settings, model, processor), host=args.host, port=args.port)
     return 0
 
 
@@ -166,9 +238,14 @@ def _generate(args: argparse.Namespace) -> int:
         failed += len(errors)
         if not loaded:
             continue
-        outputs = pipe([views for _, views in loaded], batch_size=args.batch_size, generate_kwargs=generate_kwargs)
-        for (index, _), output in zip(loaded, outputs):
-            _print_report(studies[start + index], output[0]["generated_text"], args.json, single=len(studies) == 1)
+        if args.heatmap:
+            reports = [_write_heatmaps(pipe, views, studies[start + index], args.heatmap, generate_kwargs)
+                       for index, views in loaded]  # fmt: skip
+        else:
+            outputs = pipe([views for _, views in loaded], batch_size=args.batch_size, generate_kwargs=generate_kwargs)
+            reports = [output[0]["generated_text"] for output in outputs]
+        for (index, _), report in zip(loaded, reports):
+            _print_report(studies[start + index], report, args.json, single=len(studies) == 1)
     if failed:
         print(
             f"hf-rrg generate: error: {failed} of {len(studies)} studies failed (named above); the other "
@@ -177,6 +254,18 @@ def _generate(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _write_heatmaps(pipe, views: tuple, study: list[str], out_dir: str, generate_kwargs: dict) -> str:
+    """Generate one study's report with its explanation; write the overlays as ``<first image stem>_NN.png``."""
+    from ..modeling.report_explanation import explain_report, save_overlays
+
+    explanation = explain_report(pipe.model, pipe.processor, views, generate_kwargs)
+    paths = save_overlays(explanation, out_dir, Path(study[0]).stem)
+    findings = "; ".join(f"{name} {value:.2f}" for name, value in explanation.findings)
+    where = f"{len(paths)} overlays ({explanation.kind}) in {out_dir}" if paths else f"no overlay ({explanation.method})"
+    print(f"hf-rrg generate: {', '.join(study)}: {where}" + (f"; {findings}" if findings else ""), file=sys.stderr)
+    return explanation.report
 
 
 def _print_report(study: list[str], report: str, as_json: bool, single: bool) -> None:

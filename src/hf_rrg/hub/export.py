@@ -3,9 +3,10 @@
 The folder holds ``config.json`` (with ``auto_map`` for AutoConfig / AutoModel / AutoModelForImageTextToText and
 ``custom_pipelines`` for the ``radiology-report-generation`` pipeline), ``generation_config.json``,
 ``model.safetensors``, the tokenizer and processor files (with their own ``auto_map``), every modeling file the
-classes import (relatively, from ``hf_rrg/modeling``), ``pipeline_rrg.py``, the run's ``metrics.json`` and
-training config, and a ``README.md`` model card. It loads with ``trust_remote_code=True`` where hf-rrg is not
-installed.
+classes import (relatively, from ``hf_rrg/modeling``), ``pipeline_rrg.py``, ``handler.py`` (Inference Endpoints)
+with its ``requirements.txt``, example images (``examples/``, shown by the card's widget with the model's reports),
+the run's ``metrics.json`` and training config, ``LICENSE.md`` when the licence is ``other``, and a ``README.md``
+model card. It loads with ``trust_remote_code=True`` where hf-rrg is not installed.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..export_folder import check_output_folder, staged_folder, write_manifest
+from . import card_metadata, endpoint_handler
+from .examples import attribution, copy_examples
 from .loading import check_model_dir, load_model_and_processor
 from .local_paths import scrub_run
-from .model_card import render_model_card
+from .model_card import DATASETS, render_model_card
 from .run_folder import RunInfo, read_run
 
 PIPELINE_MODULE = "pipeline_rrg"
@@ -31,6 +34,11 @@ PIPELINE_TASK = "radiology-report-generation"
 MODEL_AUTO_CLASSES = ("AutoModel", "AutoModelForImageTextToText")
 TRAINING_CONFIG_NAME = "training_config"  # saved as training_config.yaml / .json in the exported repo
 EXPORT_KIND = "model"  # the kind recorded in the export's manifest (hf_rrg_export.json)
+HANDLER_FILE = "handler.py"
+HANDLER_REQUIREMENTS = (
+    "# Packages the Inference Endpoints handler (handler.py) needs besides torch and transformers\n"
+    "transformers>=5.0\ntimm>=1.0\npydicom>=3.0\nnumpy\npillow\n"
+)
 
 
 def custom_pipelines_entry() -> dict[str, Any]:
@@ -65,6 +73,7 @@ def export_model(
     license: str = "other",
     overwrite: bool = False,
     provenance: dict[str, Any] | None = None,
+    dataset_id: str | None = None,
 ) -> Path:
     """Export `source` (a run folder with ``model/``, ``metrics.json`` and its training config, or a model folder)
     to `out_dir` as a self-contained Hub model repository; returns `out_dir`.
@@ -77,6 +86,7 @@ def export_model(
         overwrite: replace a non-empty `out_dir`, which must then be a previous hf-rrg model export (it has
             ``hf_rrg_export.json``); a folder that is or contains the source is never replaced.
         provenance: where converted weights came from (`hf-rrg convert`): shown in the card and its metadata.
+        dataset_id: Hub id of the training dataset for the card's ``datasets`` (default: the builder's name).
 
     The folder is written beside `out_dir` and swapped in (`hf_rrg.export_folder`); its manifest
     ``hf_rrg_export.json`` and the card record the sha256 of every weight file, checked when the folder is loaded.
@@ -90,14 +100,15 @@ def export_model(
     default_name = (run.run_dir or out_dir).resolve().name
     name = model_name or (repo_id.split("/")[-1] if repo_id else default_name)
     with staged_folder(out_dir) as staging:
-        _write_repo(scrub_run(run), staging, name, repo_id, license, provenance)
+        _write_repo(scrub_run(run), staging, name, repo_id, license, provenance, dataset_id)
     return out_dir
 
 
 def _write_repo(
-    run: RunInfo, folder: Path, model_name: str, repo_id: str | None, license: str, provenance: dict | None = None
+    run: RunInfo, folder: Path, model_name: str, repo_id: str | None, license: str, provenance: dict | None = None,
+    dataset_id: str | None = None,
 ) -> None:
-    steps = tqdm(total=5, desc="export", unit="step", leave=False, file=sys.stderr)
+    steps = tqdm(total=6, desc="export", unit="step", leave=False, file=sys.stderr)
     model, processor = load_model_and_processor(run.model_dir)
     steps.update()
 
@@ -131,14 +142,39 @@ def _write_repo(
     if run.training_config_text is not None and run.training_config_file is not None:
         suffix = ".json" if run.training_config_file.suffix == ".json" else ".yaml"
         (folder / f"{TRAINING_CONFIG_NAME}{suffix}").write_text(run.training_config_text, encoding="utf-8")
+    # Hosted inference: the endpoint handler, example images and the reports the model writes for them.
+    shutil.copyfile(endpoint_handler.__file__, folder / HANDLER_FILE)
+    (folder / "requirements.txt").write_text(HANDLER_REQUIREMENTS, encoding="utf-8")
+    examples = copy_examples(folder)
+    widget = card_metadata.widget_entries(examples, example_reports(model, processor, folder, examples), repo_id)
+    steps.update()
+
+    terms = card_metadata.data_terms(run.dataset)
+    if license == "other":
+        dataset_name = DATASETS.get(run.dataset or "", run.dataset or "its training data")
+        (folder / card_metadata.LICENCE_FILE).write_text(card_metadata.licence_file(terms, dataset_name), "utf-8")
     manifest = write_manifest(folder, EXPORT_KIND, folder.glob("*.safetensors"))
-    card = render_model_card(
-        run, model.config, model.generation_config, model_name, repo_id, license=license, provenance=provenance
-    )
+    extra = card_metadata.card_metadata(license, terms, run.dataset, model.config, widget, dataset_id)
+    card = render_model_card(run, model.config, model.generation_config, model_name, repo_id, license=license,
+                             provenance=provenance, extra_metadata=extra,
+                             preamble=card_metadata.data_use_warning(terms))  # fmt: skip
+    card += card_metadata.try_it_section(repo_id, attribution())
     (folder / "README.md").write_text(card + checksum_section(manifest["sha256"]), encoding="utf-8")
     check_remote_code(folder)
     steps.update()
     steps.close()
+
+
+def example_reports(model: Any, processor: Any, folder: Path, examples: list[str]) -> list[str]:
+    """The model's report of each example image (one single-view study each), as the pipeline writes it."""
+    import torch
+
+    if not examples:
+        return []
+    inputs = processor(images=[[str(folder / path)] for path in examples])
+    with torch.no_grad():
+        ids = model.generate(**inputs)
+    return processor.batch_decode(ids, skip_special_tokens=True)
 
 
 def checksum_section(digests: Mapping[str, str]) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from ..resources import resource_dir
+from .card_metadata import PIPELINE_TAG, merge_metadata
 from .run_folder import RunInfo
 
 GENERIC_TEMPLATE = "generic"
@@ -105,7 +106,7 @@ def model_index(
             "name": model_name,
             "results": [
                 {
-                    "task": {"type": "image-to-text", "name": "Radiology report generation"},
+                    "task": {"type": PIPELINE_TAG, "name": "Radiology report generation"},
                     "dataset": dataset_entry,
                     "metrics": entries,
                 }
@@ -127,7 +128,7 @@ def front_matter(
         tags.insert(0, method)
     meta: dict[str, Any] = {
         "library_name": "transformers",
-        "pipeline_tag": "image-to-text",
+        "pipeline_tag": PIPELINE_TAG,
         "license": license,
         "tags": tags,
     }
@@ -248,9 +249,14 @@ def render_model_card(
     license: str = "other",
     templates_dir: Path | None = None,
     provenance: Mapping[str, Any] | None = None,
+    extra_metadata: Mapping[str, Any] | None = None,
+    preamble: str = "",
 ) -> str:
-    """The full README.md of an exported model: YAML front matter + the method's template, filled in, and for
-    converted weights (`provenance`) a provenance section and `converted_from` metadata."""
+    """The full README.md of an exported model: YAML front matter + the method's template, filled in.
+
+    For converted weights (`provenance`) a provenance section and `converted_from` metadata; `extra_metadata` adds
+    front-matter entries (`card_metadata`: licence fields, datasets, widget, ...); `preamble` is Markdown put before
+    the body (a data-use warning)."""
     method = getattr(config, "model_type", None)
     path = template_path(method, templates_dir)
     if provenance and run.dataset is None and provenance.get("dataset"):
@@ -266,8 +272,9 @@ def render_model_card(
         meta["converted_from"] = dict(provenance)
         body = _CONVERTED_WORDING.sub(_CONVERTED_TEXT, body).replace("Trained and exported with", "Converted with")
         body = body.rstrip() + "\n\n" + provenance_section(provenance)
+    meta = merge_metadata(meta, extra_metadata or {})
     header = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
-    return f"---\n{header}---\n\n{body.lstrip()}"
+    return f"---\n{header}---\n\n{preamble}{body.lstrip()}"
 
 
 # The templates' "trained on **DATA** with `hf-rrg`" reads, for converted weights, as who trained them.

@@ -430,7 +430,9 @@ class CoAttForConditionalGeneration(CoAttPreTrainedModel, GenerationMixin):
 
         Defaults come from `generation_config` (else `self.generation_config`): `num_beams`, `length_penalty`,
         `max_new_tokens` (tokens after `<bos>`, `<eos>` included; longer reports are cut and closed with `<eos>`;
-        `max_length`, transformers' total length with `<bos>`, is `max_new_tokens + 1`).
+        `max_length`, transformers' total length with `<bos>`, is `max_new_tokens + 1`). A report prompt
+        (`decoder_input_ids` / `input_ids`, e.g. what the `image-text-to-text` pipeline passes) may only be empty
+        (`<bos>`, then `<eos>`/`<pad>`): the sentence LSTM cannot continue given words.
         Returns (batch, length) ids `<bos> sentence .. sentence <eos>`, padded with `<pad>`.
         """
         settings = generation_config if generation_config is not None else self.generation_config
@@ -444,6 +446,7 @@ class CoAttForConditionalGeneration(CoAttPreTrainedModel, GenerationMixin):
             raise ValueError(f"num_beams must be at least 1, got {beams}")
         if kwargs.get("no_repeat_ngram_size"):
             raise ValueError("CoAtt generate() does not support no_repeat_ngram_size; leave it unset.")
+        self._check_empty_prompt(kwargs.pop("decoder_input_ids", None), kwargs.pop("input_ids", None))
         ignored = {"use_cache", "output_scores", "return_dict_in_generate", "attention_mask", "no_repeat_ngram_size"}
         unknown = sorted(set(kwargs) - ignored)
         if unknown:
@@ -472,6 +475,17 @@ class CoAttForConditionalGeneration(CoAttPreTrainedModel, GenerationMixin):
             if finished.all():
                 break
         return self._assemble(sentences, batch, encoded.regions.device, new_tokens)
+
+    def _check_empty_prompt(self, *prompts: torch.Tensor | None) -> None:
+        """A prompt must hold no word: only `<bos>`, `<eos>` and `<pad>` (CoAtt cannot continue a report)."""
+        config = self.config
+        allowed = torch.tensor([config.bos_token_id, config.eos_token_id, config.pad_token_id])
+        for prompt in prompts:
+            if prompt is not None and not torch.isin(prompt.cpu(), allowed).all():
+                raise ValueError(
+                    "CoAtt generate() cannot continue a report prompt (its sentence LSTM reads no words); pass no "
+                    "text, or an empty one."
+                )
 
     def decode_sentence(self, topic: torch.Tensor, max_words: int, num_beams: int = 1, length_penalty: float = 1.0) -> torch.Tensor:
         """The words of one sentence from its topic (§3.5): the word LSTM reads t^(s), then `<bos>`, then its own

@@ -26,7 +26,13 @@ from .configuration_xpronet import XProNetConfig
 from .decoder_cache import RRGDecoderCache
 from .losses import xpronet_multilabel_contrastive_loss
 from .prototype_network import CrossModalPrototypeNetwork
-from .report_transformer import ReportDecoder, ReportEncoder, RRGEncoderOutput, RRGTransformerPreTrainedModel
+from .report_transformer import (
+    ReportDecoder,
+    ReportEncoder,
+    RRGEncoderOutput,
+    RRGTransformerPreTrainedModel,
+    attention_recorder,
+)
 
 
 @dataclass
@@ -135,6 +141,7 @@ class XProNetForConditionalGeneration(RRGTransformerPreTrainedModel, GenerationM
         past_key_values: RRGDecoderCache | None = None,
         use_cache: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> XProNetOutput:
         """Args:
@@ -146,6 +153,7 @@ class XProNetForConditionalGeneration(RRGTransformerPreTrainedModel, GenerationM
         decoder_input_ids / decoder_attention_mask: (batch, length), starting with `<bos>`; built from `labels`.
         labels: (batch, length) next-token targets, -100 ignored.
         cache / past_key_values: an `RRGDecoderCache` for incremental decoding.
+        output_attentions: return `cross_attentions` (per decoder layer, over the views' patch tokens).
         """
         encoder_outputs = self._encoder_outputs(
             pixel_values, view_mask, encoder_outputs, observation_labels=observation_labels
@@ -153,7 +161,8 @@ class XProNetForConditionalGeneration(RRGTransformerPreTrainedModel, GenerationM
         decoder_input_ids = self._decoder_input_ids(decoder_input_ids, labels)
         network = self.prototype_network
         text: dict[str, torch.Tensor] = {}
-        decoder_kwargs = {}
+        cross_attentions: list[torch.Tensor] | None = [] if output_attentions else None
+        decoder_kwargs = attention_recorder(cross_attentions)
         cache = cache if cache is not None else past_key_values
         if use_cache and cache is None:
             cache = RRGDecoderCache()  # made here, so that the prototypes' keys/values are kept from the first step
@@ -184,6 +193,7 @@ class XProNetForConditionalGeneration(RRGTransformerPreTrainedModel, GenerationM
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
             observation_logits=getattr(encoder_outputs, "observation_logits", None),
             observation_labels=getattr(encoder_outputs, "observation_labels", None),
+            cross_attentions=None if cross_attentions is None else tuple(cross_attentions),
         )
         if labels is None:
             return output

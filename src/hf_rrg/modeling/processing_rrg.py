@@ -13,6 +13,10 @@ class RRGProcessor(ProcessorMixin):
     `processor(images=..., text=...)` returns `pixel_values (batch, views, 3, H, W)` and `view_mask (batch, views)`
     from `RRGImageProcessor`, and `input_ids` / `attention_mask` from `RRGTokenizer` (cleaned, `<bos> ... <eos>`,
     padded to the longest report). `processor.batch_decode(ids, skip_special_tokens=True)` gives reports.
+
+    With images, an empty `text` (`""`, or one `""` per study) is an empty report prompt: the output then holds
+    `decoder_input_ids` of `<bos>` alone for every study, where `generate` starts (what the `image-text-to-text`
+    pipeline passes). A non-empty text is tokenised as a report; `generate` continues it after dropping its `<eos>`.
     """
 
     def __init__(self, image_processor=None, tokenizer=None, **kwargs) -> None:
@@ -49,6 +53,13 @@ class RRGProcessor(ProcessorMixin):
             )
         if text is not None:
             reports = [text] if isinstance(text, str) else list(text)
+            if images is not None and all(not report.strip() for report in reports):
+                if len(reports) not in (1, len(data["pixel_values"])):
+                    raise ValueError(
+                        f"Got {len(data['pixel_values'])} studies but {len(reports)} empty prompts; pass one."
+                    )
+                data["decoder_input_ids"] = [[self.tokenizer.bos_token_id]] * len(data["pixel_values"])
+                return BatchFeature(data=data, tensor_type=return_tensors)
             if images is not None and len(reports) != len(data["pixel_values"]):
                 raise ValueError(
                     f"Got {len(data['pixel_values'])} studies but {len(reports)} reports; pass one report per study."
@@ -66,4 +77,4 @@ class RRGProcessor(ProcessorMixin):
 
     @property
     def model_input_names(self) -> list[str]:
-        return ["pixel_values", "view_mask", "input_ids", "attention_mask"]
+        return ["pixel_values", "view_mask", "input_ids", "attention_mask", "decoder_input_ids"]

@@ -109,7 +109,9 @@ class ReportDecoder(nn.Module):
     """Word embeddings, optional relational memory (R2Gen), decoder layers (conditional layer norms when the
     relational memory is on), final layer norm. Cross-modal memory responses are added to the embeddings when a
     `CrossModalMemory` is passed to `forward` (it is owned by the encoder: both modalities share it); a
-    `token_interaction` callable passed instead replaces the embeddings by its output (XProNet's Eq. 14)."""
+    `token_interaction` callable passed instead replaces the embeddings by its output (XProNet's Eq. 14). A list
+    passed as `cross_attentions` receives each layer's cross-attention probabilities (batch, heads, tokens,
+    encoder tokens), in layer order."""
 
     def __init__(self, config: RRGTransformerConfig, relational_memory: bool) -> None:
         super().__init__()
@@ -147,6 +149,7 @@ class ReportDecoder(nn.Module):
         cache: RRGDecoderCache | None = None,
         cross_modal_memory: CrossModalMemory | None = None,
         token_interaction: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        cross_attentions: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         past = cache.get_seq_length() if cache is not None else 0
         hidden = self.embed_tokens(input_ids, offset=past)
@@ -173,7 +176,7 @@ class ReportDecoder(nn.Module):
         for index, layer in enumerate(self.layers):
             self_past, cross_past = cache.layer(index) if cache is not None else (None, None)
             hidden, self_kv, cross_kv = layer(
-                hidden, encoder_states, encoder_mask, self_mask, condition, self_past, cross_past
+                hidden, encoder_states, encoder_mask, self_mask, condition, self_past, cross_past, cross_attentions
             )
             if cache is not None:
                 cache.store(index, self_kv, cross_kv)
@@ -253,6 +256,7 @@ class RRGTransformerPreTrainedModel(PreTrainedModel):
         past_key_values: RRGDecoderCache | None = None,
         use_cache: bool | None = None,
         return_dict: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput:
         """Args:
@@ -261,9 +265,12 @@ class RRGTransformerPreTrainedModel(PreTrainedModel):
         decoder_input_ids: (batch, length) starting with `<bos>`; built from `labels` when omitted.
         labels: (batch, length) next-token targets, -100 where ignored (padding).
         cache / past_key_values: an `RRGDecoderCache` for incremental decoding (PEFT passes `past_key_values`).
+        output_attentions: return `cross_attentions`, one (batch, heads, tokens, encoder tokens) tensor per decoder
+            layer; the encoder tokens are the views' patches, view after view (`VisualExtractor`).
         """
         encoder_outputs = self._encoder_outputs(pixel_values, view_mask, encoder_outputs)
         decoder_input_ids = self._decoder_input_ids(decoder_input_ids, labels)
+        cross_attentions: list[torch.Tensor] | None = [] if output_attentions else None
         logits, cache = self._decode(
             decoder_input_ids,
             encoder_outputs,
@@ -271,6 +278,7 @@ class RRGTransformerPreTrainedModel(PreTrainedModel):
             cache if cache is not None else past_key_values,
             use_cache,
             **self._decoder_kwargs(),
+            **attention_recorder(cross_attentions),
         )
         loss = self.token_loss(logits, labels) if labels is not None else None
         return Seq2SeqLMOutput(
@@ -278,6 +286,7 @@ class RRGTransformerPreTrainedModel(PreTrainedModel):
             logits=logits,
             cache=cache,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            cross_attentions=None if cross_attentions is None else tuple(cross_attentions),
         )
 
     # The steps of `forward`, for subclasses whose forward adds inputs or loss terms (XProNet).
@@ -339,6 +348,36 @@ class RRGTransformerPreTrainedModel(PreTrainedModel):
         shifted[:, 0] = self.config.bos_token_id
         return shifted
 
+    def _prepare_decoder_input_ids_for_generation(self, *args, **kwargs) -> tuple[torch.Tensor, dict]:
+        """A report prompt given to `generate` (e.g. the `input_ids` a processor made from `text`, which the
+        `image-text-to-text` pipeline passes) is `<bos> words <eos>`: its closing `<eos>` and padding are dropped
+        so that generation continues the prompt instead of stopping at once."""
+        decoder_input_ids, model_kwargs = super()._prepare_decoder_input_ids_for_generation(*args, **kwargs)
+        return open_report_prompt(decoder_input_ids, self.config), model_kwargs
+
     def _prepare_cache_for_generation(self, generation_config, model_kwargs: dict, *args, **kwargs) -> None:
         if generation_config.use_cache is not False and model_kwargs.get("cache") is None:
             model_kwargs["cache"] = RRGDecoderCache()
+
+
+def attention_recorder(cross_attentions: list[torch.Tensor] | None) -> dict[str, list[torch.Tensor]]:
+    """The decoder keyword that collects cross-attention probabilities into `cross_attentions` (none when None)."""
+    return {} if cross_attentions is None else {"cross_attentions": cross_attentions}
+
+
+def open_report_prompt(prompt: torch.Tensor, config) -> torch.Tensor:
+    """`prompt` (batch, length) without the trailing `<eos>` / `<pad>` tokens a tokenised report ends with; every
+    row must keep the same length (prompts of different lengths would need left padding: pass them one by one)."""
+    ends = {config.eos_token_id, config.pad_token_id} - {None}
+    lengths = []
+    for row in prompt.tolist():
+        length = len(row)
+        while length > 1 and row[length - 1] in ends:
+            length -= 1
+        lengths.append(length)
+    if len(set(lengths)) > 1:
+        raise ValueError(
+            f"The report prompts of this batch have different lengths {lengths} after their <eos>/<pad>; generate "
+            "one study at a time, or give every study the same prompt."
+        )
+    return prompt[:, : lengths[0]] if lengths else prompt

@@ -30,14 +30,19 @@ class StdLayerNorm(nn.Module):
         return self.gamma * (x - mean) / (std + self.eps) + self.beta
 
 
+def attention_probabilities(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d_k)) over (..., heads, len, d_k) tensors; `mask` is True where attention is allowed."""
+    scores = torch.matmul(query, key.transpose(-2, -1)) / math.sqrt(query.size(-1))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, dim=-1)
+
+
 def masked_softmax_attention(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None, dropout: nn.Module
 ) -> torch.Tensor:
     """Scaled dot-product attention over (..., heads, len, d_k) tensors; `mask` is True where attention is allowed."""
-    scores = torch.matmul(query, key.transpose(-2, -1)) / math.sqrt(query.size(-1))
-    if mask is not None:
-        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-    return torch.matmul(dropout(torch.softmax(scores, dim=-1)), value)
+    return torch.matmul(dropout(attention_probabilities(query, key, mask)), value)
 
 
 class MultiHeadAttention(nn.Module):
@@ -45,7 +50,8 @@ class MultiHeadAttention(nn.Module):
 
     `forward(query, key, value, mask, past)`: with `past=(k, v)` (already projected and split into heads) the new
     keys/values are appended (self-attention); with `static_past=True` `past` replaces them (cross-attention over
-    encoder states, projected once). Returns the output and the (k, v) to cache.
+    encoder states, projected once). Returns the output and the (k, v) to cache. When a list is passed as
+    `weights_out`, the attention probabilities (batch, heads, queries, keys) are appended to it (before dropout).
     """
 
     def __init__(self, num_heads: int, d_model: int, dropout: float = 0.1) -> None:
@@ -71,6 +77,7 @@ class MultiHeadAttention(nn.Module):
         mask: torch.Tensor | None = None,
         past: tuple[torch.Tensor, torch.Tensor] | None = None,
         static_past: bool = False,
+        weights_out: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         q = self._split(self.q_proj(query))
         if past is not None and static_past:
@@ -82,6 +89,8 @@ class MultiHeadAttention(nn.Module):
         if mask is not None:
             mask = mask.unsqueeze(1)  # broadcast over heads
         out = self.attend(q, k, v, mask)
+        if weights_out is not None:
+            weights_out.append(attention_probabilities(q, k, mask))
         out = out.transpose(1, 2).contiguous().view(query.size(0), -1, self.num_heads * self.d_k)
         return self.out_proj(out), (k, v)
 
@@ -183,7 +192,8 @@ class DecoderLayer(nn.Module):
     family) or post-norm (norm(x + f(x)), GPT's original blocks, `post_norm=True`).
 
     `make_norm()` builds each sublayer's norm; a norm that takes a condition (R2Gen's memory-driven conditional
-    layer norm) receives `condition` as a second argument.
+    layer norm) receives `condition` as a second argument. `cross_weights_out` (a list) receives the
+    cross-attention probabilities (batch, heads, queries, encoder tokens) when given.
     """
 
     def __init__(
@@ -216,6 +226,7 @@ class DecoderLayer(nn.Module):
         condition: torch.Tensor | None = None,
         self_past: tuple[torch.Tensor, torch.Tensor] | None = None,
         cross_past: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cross_weights_out: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         if self.post_norm:
             out, self_kv = self.self_attn(x, x, x, self_mask, past=self_past)
@@ -227,7 +238,9 @@ class DecoderLayer(nn.Module):
         out, self_kv = self.self_attn(h, h, h, self_mask, past=self_past)
         x = x + self.dropout(out)
         h = self._norm(1, x, condition)
-        out, cross_kv = self.cross_attn(h, encoder_states, encoder_states, encoder_mask, cross_past, static_past=True)
+        out, cross_kv = self.cross_attn(
+            h, encoder_states, encoder_states, encoder_mask, cross_past, static_past=True, weights_out=cross_weights_out
+        )
         x = x + self.dropout(out)
         x = x + self.dropout(self.feed_forward(self._norm(2, x, condition)))
         return x, self_kv, cross_kv
