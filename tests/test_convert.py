@@ -91,13 +91,13 @@ CASES = {
                     prototype_top_k=3, prototype_num_heads=4, share_fusion_layer=False, **SMALL))),
     "ithn": ("ithn", [f"model.backbone_config.{s.split('.', 1)[1]}" for s in SETS[:3]] + [
         "model.backbone_config.topk=4", "model.embed_dim=16", "image_processor.eval_size=64"],
-        lambda v: ITHNForConditionalGeneration(ITHNConfig(backbone_config=dict(
+        lambda v: ITHNForConditionalGeneration(ITHNConfig.from_preset("official", backbone_config=dict(
             model_type="r2gencmn", cmm_size=16, cmm_dim=32, topk=4, **SMALL), vocab_size=v, embed_dim=16))),
     "ithn_xpronet": ("ithn", [f"model.backbone_config.{s.split('.', 1)[1]}" for s in SETS[:3]] + [
         "model.backbone_config.prototype_visual_dim=8", "model.backbone_config.prototype_text_dim=8",
         "model.backbone_config.prototype_top_k=3", "model.backbone_config.prototype_num_heads=4",
         "model.embed_dim=16", "image_processor.eval_size=64"],
-        lambda v: ITHNForConditionalGeneration(ITHNConfig(backbone_config=dict(
+        lambda v: ITHNForConditionalGeneration(ITHNConfig.from_preset("official", backbone_config=dict(
             model_type="xpronet", num_prototypes_per_class=2, prototype_visual_dim=8, prototype_text_dim=8,
             prototype_top_k=3, prototype_num_heads=4, share_fusion_layer=False, **SMALL), vocab_size=v,
             embed_dim=16))),
@@ -228,7 +228,10 @@ def test_official_checkpoint_converts_to_the_same_model(case, tokens, annotation
     inputs = dict(pixels, decoder_input_ids=ids)
     if case.endswith("xpronet"):
         inputs["observation_labels"] = torch.eye(14)[[2, 13]]
-    if case.startswith("ithn"):
+    if case.startswith("ithn"):  # the official head: no projection bias, temp_3 as the second temperature
+        head = converted.ithn_head
+        assert head.image_projection.bias is None and converted.config.separate_synthesis_temperature
+        assert torch.equal(head.synthesis_logit_scale, official["temp_3"]) and converted.config.single_view
         inputs = dict(inputs, pixel_values=pixels["pixel_values"][:, :1], view_mask=pixels["view_mask"][:, :1])
     with torch.no_grad():
         original, new = backbone(**inputs).logits, backbone_of(converted)(**inputs).logits

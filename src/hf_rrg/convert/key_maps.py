@@ -16,7 +16,8 @@ Official layouts (read from the public repositories; every model is `visual_extr
   as R2GenCMN's `cmn` (twice), `encoder_decoder.fuse_feature` (image patches) and `encoder_decoder.model.fuse_feature`
   (words). It has no label head: hf-rrg's is filled with a constant prior (see `writer.label_head_prior`).
 - ITHN: the backbone's keys plus `img_projection.linear1` and `text_projection.linear1` (no bias) and two learnable
-  temperatures, `temp_1` (positive/negative pairs) and `temp_3` (synthesised negatives); hf-rrg's head has one.
+  temperatures, `temp_1` (positive/negative pairs) and `temp_3` (synthesised negatives): the head of hf-rrg's
+  `official` ITHN preset, which conversions build.
 """
 
 from __future__ import annotations
@@ -193,18 +194,24 @@ ITHN_SECOND_TEMPERATURE = "temp_3"
 
 
 def ithn_map(model: nn.Module) -> KeyMap:
-    """ITHN (Bhanu068/ITHN): the backbone's map under `backbone.` plus the contrastive head."""
-    backbone = model.backbone
+    """ITHN (Bhanu068/ITHN): the backbone's map under `backbone.` plus the contrastive head. A head built with the
+    official preset (bias-free projections, a second temperature) takes every official tensor; a head built with
+    the paper's switches gets zero biases and reads one temperature."""
+    backbone, head = model.backbone, model.ithn_head
     key_map = BACKBONE_MAPS[backbone.config.model_type](backbone).prefixed("backbone.")
     for official, ours in ITHN_HEAD.items():
         key_map.add(re.escape(ours), _one(official))
-    for projection in ("image_projection", "report_projection"):
-        key_map.filled[f"ithn_head.{projection}.bias"] = ZEROS  # the official projections have no bias
-    key_map.unused[ITHN_SECOND_TEMPERATURE] = (
-        "the official code learns a second temperature for the synthesised negatives (S3); hf-rrg's ITHN head "
-        "has one, read from temp_1 (training only: generation does not use it)"
-    )
-    key_map.unused_source[ITHN_SECOND_TEMPERATURE] = "ithn_head.logit_scale"
+    if head.image_projection.bias is not None:
+        for projection in ("image_projection", "report_projection"):
+            key_map.filled[f"ithn_head.{projection}.bias"] = ZEROS  # the official projections have no bias
+    if head.synthesis_logit_scale is not None:
+        key_map.add(re.escape("ithn_head.synthesis_logit_scale"), _one(ITHN_SECOND_TEMPERATURE))
+    else:
+        key_map.unused[ITHN_SECOND_TEMPERATURE] = (
+            "the official code learns a second temperature for the synthesised negatives (S3); this ITHN head has "
+            "one, read from temp_1 (training only: generation does not use it)"
+        )
+        key_map.unused_source[ITHN_SECOND_TEMPERATURE] = "ithn_head.logit_scale"
     return key_map
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..modeling.configuration_ithn import ITHN_PRESETS
 from ..modeling.configuration_xpronet import XPRONET_OBSERVATIONS
 from .checkpoint import OfficialCheckpoint, file_sha256, load_official_checkpoint
 from .key_maps import LABEL_PRIOR, key_map_for
@@ -128,6 +129,8 @@ def conversion_settings(
     nested.update(inferred_sizes(backbone or method, state, num_observations))
     if (backbone or method) == "xpronet":
         nested["share_fusion_layer"] = False  # the official model has one fusion layer per modality
+    if method == "ithn":
+        settings["model"].update(ITHN_PRESETS["official"])  # the official head and training objective
     for section, values in OFFICIAL_DIFFERENCES.get((method, dataset), {}).items():
         (nested if section == "model" else settings[section]).update(values)
     output_type = method

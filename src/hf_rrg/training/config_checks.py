@@ -21,14 +21,6 @@ from typing import Any
 from .config import ConfigError, TrainingConfig
 
 # The scores each metric family of `hf_rrg.metrics.evaluate_reports` returns (see docs/metrics.md).
-SCORES_OF_FAMILY: dict[str, tuple[str, ...]] = {
-    "bleu": ("bleu_1", "bleu_2", "bleu_3", "bleu_4"),
-    "rouge_l": ("rouge_l",),
-    "cider_d": ("cider_d",),
-    "cider": ("cider",),
-    "meteor": ("meteor",),
-    "ce": tuple(f"ce_{group}_{name}" for group in ("micro", "macro", "example") for name in ("precision", "recall", "f1")),
-}
 # Model config fields the training sets from the tokenizer: a value in `model:` would be silently replaced.
 TOKENIZER_FIELDS = ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "unk_token_id")
 SEED_RANGE = (0, 2**32 - 1)  # numpy's legacy seeding accepts no other values
@@ -173,28 +165,34 @@ def _check_backbone_keys(backbone: dict[str, Any]) -> None:
 
 def check_metrics(config: TrainingConfig) -> None:
     """Metric families, protocol and `training.val_metric` name what the evaluation computes."""
-    from ..metrics import METRICS, PROTOCOLS
+    check_evaluation(config.evaluation, config.training.val_metric)
 
-    evaluation = config.evaluation
+
+def check_evaluation(evaluation: Any, val_metric: str | None) -> None:
+    """`evaluation`'s protocol and metric families are known and `val_metric` (unless None) is one of the
+    validation scores: a `ConfigError` otherwise. Runs when a config is loaded and again before the first training
+    step (a config built in Python may have been changed since)."""
+    from ..metrics import METRICS, PROTOCOLS
+    from ..metrics.score_names import score_names
+
     if evaluation.protocol not in PROTOCOLS:
         raise ConfigError(f"evaluation.protocol must be one of {list(PROTOCOLS)}, got {evaluation.protocol!r}")
     for section in ("val_metrics", "test_metrics"):
         unknown = [name for name in getattr(evaluation, section) if name not in METRICS]
         if unknown:
             raise ConfigError(f"evaluation.{section} has unknown metric(s) {unknown}; choose from {list(METRICS)}")
-    if all(family in SCORES_OF_FAMILY for family in evaluation.val_metrics):
-        scores = [score for family in evaluation.val_metrics for score in SCORES_OF_FAMILY[family]]
-        if config.training.val_metric not in scores:
-            raise ConfigError(
-                f"training.val_metric {config.training.val_metric!r} is not a score of evaluation.val_metrics "
-                f"{evaluation.val_metrics}; choose one of {scores}, or add its family to evaluation.val_metrics"
-            )
+    scores = score_names(evaluation.val_metrics)
+    if val_metric is not None and val_metric not in scores:
+        raise ConfigError(
+            f"training.val_metric {val_metric!r} is not a score of evaluation.val_metrics "
+            f"{list(evaluation.val_metrics)}; choose one of {scores}, or add its family to evaluation.val_metrics"
+        )
 
 
 __all__ = [
-    "SCORES_OF_FAMILY",
     "TOKENIZER_FIELDS",
     "check_config",
+    "check_evaluation",
     "check_finite",
     "check_method_keys",
     "check_metrics",

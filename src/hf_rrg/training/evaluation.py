@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 logger = logging.getLogger(__name__)
 
 # Families whose failure (e.g. no Java for METEOR) is reported and skipped rather than ending the run.
-OPTIONAL_METRICS = ("meteor", "ce")
+OPTIONAL_METRICS = ("meteor", "ce", "bertscore", "f1chexbert", "radgraph", "ratescore")
 
 
 @torch.no_grad()
@@ -73,55 +73,8 @@ def score_reports(
     return scores, errors
 
 
-_PROBE = ["the heart is normal in size .", "there is no pleural effusion ."]
-
-
-def check_metric_families(evaluation: Any) -> None:
-    """`evaluation.val_metrics` / `test_metrics` name known metric families (a `ConfigError` otherwise)."""
-    from hf_rrg.metrics.evaluate_reports import METRICS
-
-    from .config import ConfigError
-
-    for where, families in (("val_metrics", evaluation.val_metrics), ("test_metrics", evaluation.test_metrics)):
-        unknown = [family for family in families if family not in METRICS]
-        if unknown:
-            raise ConfigError(
-                f"evaluation.{where} has unknown metric families {unknown}; choose from {list(METRICS)}"
-            )
-
-
-def score_names(families: Sequence[str]) -> set[str]:
-    """The score names `score_reports` returns for `families` (found by scoring two probe reports; METEOR, which
-    needs Java, is named `meteor`)."""
-    from hf_rrg.metrics import evaluate_reports
-
-    names: set[str] = set()
-    for family in families:
-        if family == "meteor":
-            names.add("meteor")
-        else:
-            names.update(evaluate_reports(_PROBE, _PROBE, metrics=[family], protocol="default"))
-    return names
-
-
-def check_metric_names(evaluation: Any, val_metric: str) -> None:
-    """Before the first step: known metric families, and a `training.val_metric` that validation produces."""
-    from .config import ConfigError
-
-    check_metric_families(evaluation)
-    names = score_names(evaluation.val_metrics)
-    if val_metric not in names:
-        raise ConfigError(
-            f"training.val_metric {val_metric!r} is not among the validation scores {sorted(names)} (of "
-            f"evaluation.val_metrics {list(evaluation.val_metrics)}); choose one of them or add its family"
-        )
-
-
 __all__ = [
     "OPTIONAL_METRICS",
-    "check_metric_families",
-    "check_metric_names",
     "generate_reports",
-    "score_names",
     "score_reports",
 ]

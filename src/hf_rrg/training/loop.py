@@ -30,7 +30,8 @@ from .checkpointing import checkpoints_dir, latest_checkpoint
 from .config import TrainingConfig
 from .curves import plot_training_curves
 from .engine import Engine, EngineRun, LoopSettings, TrainingTask, replicas_in_sync
-from .evaluation import check_metric_names, generate_reports, score_reports
+from .config_checks import check_evaluation
+from .evaluation import generate_reports, score_reports
 from .hooks import FitHooks
 from .optim import build_optimizer, build_scheduler
 from .resume import ResumePolicy, prepare_run_folder
@@ -134,7 +135,7 @@ def setup_fit(
     from hf_rrg.modeling.image_processing_rrg import RRGImageProcessor
     from hf_rrg.modeling.processing_rrg import RRGProcessor
 
-    check_metric_names(config.evaluation, config.training.val_metric)  # typos are found before the first step
+    check_evaluation(config.evaluation, config.training.val_metric)  # typos are found before the first step
     accelerator = accelerator or make_accelerator(config, run_dir, hooks.find_unused_parameters)
     existing = checkpoints_dir(run_dir)
     if own_run_folder:

@@ -236,11 +236,11 @@ def run_training(
     Before any stage: the metric names are checked, a folder holding a run is refused without `resume` (unless
     `stages` re-runs some alone), and a resumed run's config is checked against `RUN_DIR/config.yaml`
     (`hf_rrg.training.resume`)."""
-    from .evaluation import check_metric_families
+    from .config_checks import check_evaluation
     from .runtime import distributed_state
 
     recipe = get_recipe(config.recipe or config.method)
-    check_metric_families(config.evaluation)
+    check_evaluation(config.evaluation, None)
     run_dir = Path(run_dir)
     context = StageContext(config=config, run_dir=run_dir, resume=resume, datasets=datasets,
                            resume_with_changes=resume_with_changes, resume_inexact=resume_inexact)  # fmt: skip
