@@ -455,12 +455,12 @@ def test_labeler_tag_rows_and_sentence_matching() -> None:
 
 def test_tag_file_reader_names_the_problem(tmp_path) -> None:
     path = tmp_path / "tags.json"
-    path.write_text('{"tag_names": ["a", "b"], "labels": {"s1": ["b"], "s2": [1, 0]}}')
+    path.write_text('{"tag_names": ["a", "b"], "labels": {"s1": ["b"], "s2": [1, 0], "s3": []}}')
     tags = read_tag_file(path)
-    assert tags.labels == {"s1": [0, 1], "s2": [1, 0]}
+    assert tags.labels == {"s1": [0, 1], "s2": [1, 0], "s3": [0, 0]}  # [] lists no tag name: a study without tags
     assert tags.tensor(["s2", "s1"]).tolist() == [[1.0, 0.0], [0.0, 1.0]]
-    with pytest.raises(ValueError, match=r"no row for 1 study id\(s\) \(e.g. \['s3'\]\)"):
-        tags.tensor(["s3"])
+    with pytest.raises(ValueError, match=r"no row for 1 study id\(s\) \(e.g. \['s4'\]\)"):
+        tags.tensor(["s4"])
     path.write_text('{"tag_names": ["a"], "labels": {"s1": ["zzz"]}}')
     with pytest.raises(ValueError, match=r"study 's1' has tags \['zzz'\] that are not in tag_names"):
         read_tag_file(path)

@@ -92,7 +92,7 @@ def read_tag_file(path: str | Path) -> TagFile:
     index = {name: k for k, name in enumerate(names)}
     labels: dict[str, list[int]] = {}
     for study, value in data["labels"].items():
-        if value and all(isinstance(v, str) for v in value):
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):  # tag names ([] = no tag)
             unknown = [v for v in value if v not in index]
             if unknown:
                 raise ValueError(f"tag file {path}: study {study!r} has tags {unknown} that are not in tag_names")
