@@ -94,3 +94,40 @@ def test_generate_bad_model_folders(exported, shared_data, tmp_path, capsys):
     assert "tokenizer.json is missing" in capsys.readouterr().err
     assert main(["generate", "--model", str(tmp_path / "nowhere"), image]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_generate_takes_a_run_folder_and_options_between_images(exported, expected, shared_data, capsys):
+    """`--model RUN_DIR` is the run's `model/`; options may sit between the image paths (argparse alone refuses)."""
+    run = exported.parent / "run"
+    images = [str(path) for path in misc_images(shared_data)[:3]]
+    command = ["generate", "--model", str(run), images[0], "--json", images[1], "--batch-size", "2", images[2]]
+    assert main(command) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines == [{"images": [image], "report": report} for image, report in zip(images, expected[0])]
+    with pytest.raises(SystemExit):  # an unknown option among the images is still a usage error
+        main(["generate", "--model", str(run), images[0], "--no-such-option", images[1]])
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+def test_generate_progress_bar_on_stderr_and_quiet(exported, expected, shared_data, capsys):
+    images = [str(path) for path in misc_images(shared_data)[:3]]
+    reports = [f"{image}: {report}" for image, report in zip(images, expected[0])]
+    assert main(["generate", "--model", str(exported), *images]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == reports  # the bar never lands in the reports
+    assert "generate: 100%" in captured.err and "3/3" in captured.err
+    assert main(["generate", "--model", str(exported), *images, "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == reports
+    assert captured.err == ""  # neither our bar nor transformers' "Loading weights"
+
+
+def test_export_shows_only_its_own_progress_bar(exported, capsys):
+    from transformers.utils import logging
+
+    out = exported.parent / "one_bar"
+    assert main(["export", str(exported.parent / "run"), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "export:" in err
+    assert "Loading weights" not in err and "Writing model shards" not in err  # transformers' bars are off inside
+    assert logging.is_progress_bar_enabled()  # and are back on afterwards

@@ -12,11 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hf_rrg.training.commands import add_train_arguments, train_from_args
+from hf_rrg.training.commands import add_train_arguments, shipped_configs_help, train_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train an hf-rrg report generator (same options as `hf-rrg train`).")
+    parser = argparse.ArgumentParser(
+        description="Train an hf-rrg report generator (same options as `hf-rrg train`).",
+        epilog=shipped_configs_help(),
+    )
     add_train_arguments(parser, config_flag=True)
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = parser.parse_args(argv)

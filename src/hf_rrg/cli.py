@@ -77,9 +77,22 @@ def error_line(error: BaseException) -> str:
     return " ".join(text.split())
 
 
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """`parser.parse_args(argv)`, except that a command whose defaults name an ``intermixed_positional`` list (e.g.
+    `generate`'s images) also takes the values given after an option (``IMAGE --json IMAGE``), which argparse alone
+    refuses. Unknown options are still an error."""
+    args, extras = parser.parse_known_args(argv)
+    target = getattr(args, "intermixed_positional", None)
+    if extras and (target is None or any(extra.startswith("-") for extra in extras)):
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    if extras:
+        getattr(args, target).extend(extras)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_arguments(parser, argv)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2

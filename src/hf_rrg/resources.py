@@ -13,7 +13,8 @@ _REPO_ROOT = _PACKAGE_DIR.parent.parent
 
 
 def resource_dir(name: str) -> Path:
-    """Return the folder `name` (`"datasets_scripts"` or `"model_cards"`) wherever this install keeps it."""
+    """Return the folder `name` (`"datasets_scripts"`, `"model_cards"` or `"training_scripts"`) wherever this install
+    keeps it."""
     for candidate in (_PACKAGE_DIR / name, _REPO_ROOT / name):
         if candidate.is_dir():
             return candidate
@@ -21,3 +22,18 @@ def resource_dir(name: str) -> Path:
         f"hf-rrg resource folder {name!r} was not found in {_PACKAGE_DIR} or {_REPO_ROOT}; "
         "reinstall the package (`pip install hf-rrg`) or run from a full source checkout."
     )
+
+
+def training_config_dir() -> Path:
+    """Folder of the shipped training configs (`training_scripts/configs`)."""
+    return resource_dir("training_scripts") / "configs"
+
+
+def shipped_training_configs() -> list[str]:
+    """Names of the training configs hf-rrg ships (`training_scripts/configs/<name>.yaml`, e.g. ``r2gencmn_demo``),
+    sorted; empty when the folder is absent. Light: `hf-rrg train --help` lists them."""
+    try:
+        folder = training_config_dir()
+    except FileNotFoundError:
+        return []
+    return sorted(path.stem for path in folder.glob("*.yaml"))

@@ -5,36 +5,19 @@ official vocabulary rebuilt and permuted into hf-rrg's layout, strict tensor-onl
 model and processor without writing; `ours_to_official(model, key_map_for(model), vocabulary_map)` writes a model
 back in the official layout (what the official code would load).
 
-Names are imported lazily, so that `hf-rrg --help` (which registers `commands`) does not load torch.
+Names are imported on first use, so that `hf-rrg --help` (which registers `commands`) does not load torch.
 """
 
-from __future__ import annotations
+from ..modeling.lazy_exports import lazy_exports
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "OfficialCheckpoint": "checkpoint",
-    "load_official_checkpoint": "checkpoint",
-    "KeyMap": "key_maps",
-    "key_map_for": "key_maps",
-    "official_to_ours": "state",
-    "ours_to_official": "state",
-    "NEVER_LOGIT": "vocabulary",
-    "VocabularyMap": "vocabulary",
-    "official_tokens": "vocabulary",
-    "tokenizer_for": "vocabulary",
-    "Converted": "writer",
-    "convert": "writer",
-    "convert_checkpoint": "writer",
-    "read_train_reports": "writer",
-    "predict_split": "predict",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+__all__, __getattr__, __dir__ = lazy_exports(
+    globals(),
+    {
+        "checkpoint": ("OfficialCheckpoint", "load_official_checkpoint"),
+        "key_maps": ("KeyMap", "key_map_for"),
+        "state": ("official_to_ours", "ours_to_official"),
+        "vocabulary": ("NEVER_LOGIT", "VocabularyMap", "official_tokens", "tokenizer_for"),
+        "writer": ("Converted", "convert", "convert_checkpoint", "read_train_reports"),
+        "predict": ("predict_split",),
+    },
+)

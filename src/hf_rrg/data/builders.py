@@ -213,6 +213,14 @@ def make_builder(
     )
 
 
+def builder_option_names(name: str) -> set[str]:
+    """The options (config fields) builder `name` takes; empty when there is no such builder."""
+    try:
+        return _config_fields(load_builder_class(name))
+    except (ValueError, OSError, ImportError):
+        return set()
+
+
 def _config_fields(builder_cls: type) -> set[str]:
     import dataclasses
 

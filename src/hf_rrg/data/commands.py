@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -54,6 +57,37 @@ def load_split(name: str, data_dir: str | None, config: str | None, pairs: list[
     return dataset[split]
 
 
+def as_set_options(message: str, options: set[str], prefix: str = "") -> str:
+    """`message` with the builder options it names in Python form (``skip_missing_images=True``) written as the
+    command line takes them (``--set skip_missing_images=true``; `prefix` e.g. ``data.builder_kwargs.`` for
+    `hf-rrg train`)."""
+    if not options:
+        return message
+    names = "|".join(re.escape(name) for name in sorted(options, key=len, reverse=True))
+    literal = {"True": "true", "False": "false", "None": "null"}
+    return re.sub(
+        rf"`?\b({names})=(True|False|None|-?\d[\w.]*)`?",
+        lambda match: f"`--set {prefix}{match[1]}={literal.get(match[2], match[2])}`",
+        message,
+    )
+
+
+@contextmanager
+def builder_errors_for_the_command_line(name: str, prefix: str = "") -> Iterator[None]:
+    """Errors of builder `name` raised inside say how the command line sets the options they name
+    (`as_set_options`); the Python message stays for Python users."""
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        from .builders import builder_option_names
+
+        message = str(error)
+        translated = as_set_options(message, builder_option_names(name), prefix)
+        if translated == message:
+            raise
+        raise ValueError(translated) from error
+
+
 def _builder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs = parse_set_options(args.set)
     if getattr(args, "config", None):
@@ -64,7 +98,8 @@ def _builder_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def _load(args: argparse.Namespace):
     from .builders import load_builder
 
-    return load_builder(args.name, args.data_dir, cache_dir=args.cache_dir, **_builder_kwargs(args))
+    with builder_errors_for_the_command_line(args.name):
+        return load_builder(args.name, args.data_dir, cache_dir=args.cache_dir, **_builder_kwargs(args))
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -104,8 +139,9 @@ def _cache(args: argparse.Namespace) -> int:
     from .image_cache import ImageCacheSettings, cached_builder_dataset, image_cache_folder
 
     settings = ImageCacheSettings(args.size, args.eval_size)
-    builder = make_builder(args.name, args.data_dir, cache_dir=args.cache_dir, **_builder_kwargs(args))
-    builder.download_and_prepare()
+    with builder_errors_for_the_command_line(args.name):
+        builder = make_builder(args.name, args.data_dir, cache_dir=args.cache_dir, **_builder_kwargs(args))
+        builder.download_and_prepare()
     dataset = cached_builder_dataset(builder, settings, num_proc=args.num_proc)
     for split, rows in dataset.items():
         print(f"{split}: {len(rows)} studies")

@@ -1,7 +1,15 @@
 """DCRRG (Zhou, Wang, EMNLP 2024): observation labels and descriptions, instance datasets, the four-step recipe
 (`pretrain` -> `describe` -> `prompt`), the P-Tuning v2 adapter through PEFT, and DCCLIP's retrieval/AUROC
-evaluation. The model itself lives in `hf_rrg.modeling` (`DCRRGForConditionalGeneration`)."""
+evaluation. The model itself lives in `hf_rrg.modeling` (`DCRRGForConditionalGeneration`).
 
-from .observations import ObservationRecord, label_reports, label_tensor, label_vectors
+Names are imported on first use, so that `hf-rrg --help` (which registers `commands`) does not load torch.
+"""
 
-__all__ = ["ObservationRecord", "label_reports", "label_tensor", "label_vectors"]
+from ..modeling.lazy_exports import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    globals(),
+    {
+        "observations": ("ObservationRecord", "label_reports", "label_tensor", "label_vectors"),
+    },
+)

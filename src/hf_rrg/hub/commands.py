@@ -56,10 +56,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generate",
         help="write the report of chest X-ray image(s) with a saved or exported model",
         description="Generate reports for PNG/JPEG/DICOM images: one study per image by default, or consecutive "
-        "groups of --views-per-study images as the views of one study. A study whose image cannot be read is "
-        "reported on stderr by file name; the other reports are still written, and the exit status is 1.",
+        "groups of --views-per-study images as the views of one study. Reports go to stdout as they come, a "
+        "progress bar to stderr (not with --quiet). A study whose image cannot be read is reported on stderr by "
+        "file name; the other reports are still written, and the exit status is 1. Options may come before, "
+        "between or after the images.",
     )
-    generate.add_argument("--model", required=True, metavar="DIR", help="model folder (exported repo or run/model)")
+    generate.add_argument(
+        "--model", required=True, metavar="DIR",
+        help="model folder (an exported repo, or RUN_DIR/model) or the training run folder RUN_DIR itself",
+    )
     generate.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG or DICOM)")
     generate.add_argument(
         "--views-per-study", type=positive_int, default=1, metavar="N",
@@ -73,6 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the GPU when there is one)")
     generate.add_argument("--json", action="store_true", help="print one JSON object per study")
     generate.add_argument(
+        "--quiet", action="store_true", help="no progress bars (model loading, studies); reports, errors only"
+    )
+    generate.add_argument(
         "--heatmap", metavar="OUT_DIR",
         help="also write what explains each report as PNG overlays in OUT_DIR (R2Gen family: cross-attention per "
         "sentence and view; CoAtt: visual attention; ASGK: heat map and region); one study at a time",
@@ -80,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument(
         "--trust-remote-code", action="store_true", help="allow the folder's own code for methods hf-rrg lacks"
     )
-    generate.set_defaults(func=_generate)
+    generate.set_defaults(func=_generate, intermixed_positional="images")
 
     space = subparsers.add_parser(
         "space",
@@ -219,11 +227,15 @@ def load_studies(studies: list[list[str]]) -> tuple[list[tuple[int, tuple]], lis
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     from .pipeline_registration import check_device, report_pipeline
 
     studies = group_studies(args.images, args.views_per_study)
     check_device(args.device)
-    pipe = report_pipeline(args.model, device=args.device, trust_remote_code=args.trust_remote_code)
+    pipe = report_pipeline(
+        args.model, device=args.device, trust_remote_code=args.trust_remote_code, loading_bars=not args.quiet
+    )
     generate_kwargs = {}
     if args.num_beams is not None:
         generate_kwargs["num_beams"] = args.num_beams
@@ -231,21 +243,20 @@ def _generate(args: argparse.Namespace) -> int:
         generate_kwargs["max_new_tokens"] = args.max_new_tokens
     failed = 0
     chunk = 4 * args.batch_size  # decoded images of a few batches in memory at a time; reports printed as they come
-    for start in range(0, len(studies), chunk):
-        loaded, errors = load_studies(studies[start : start + chunk])
-        for error in errors:
-            print(f"hf-rrg generate: error: {error}", file=sys.stderr)
-        failed += len(errors)
-        if not loaded:
-            continue
-        if args.heatmap:
-            reports = [_write_heatmaps(pipe, views, studies[start + index], args.heatmap, generate_kwargs)
-                       for index, views in loaded]  # fmt: skip
-        else:
-            outputs = pipe([views for _, views in loaded], batch_size=args.batch_size, generate_kwargs=generate_kwargs)
-            reports = [output[0]["generated_text"] for output in outputs]
-        for (index, _), report in zip(loaded, reports):
-            _print_report(studies[start + index], report, args.json, single=len(studies) == 1)
+    single = len(studies) == 1
+    progress = tqdm(
+        total=len(studies), desc="generate", unit="study", file=sys.stderr, disable=single or args.quiet
+    )
+    with progress:
+        for start in range(0, len(studies), chunk):
+            batch = studies[start : start + chunk]
+            loaded, errors = load_studies(batch)
+            for error in errors:
+                _write_line(f"hf-rrg generate: error: {error}", sys.stderr)
+            failed += len(errors)
+            for (index, _), report in zip(loaded, _study_reports(pipe, loaded, batch, args, generate_kwargs)):
+                _write_line(_report_line(batch[index], report, args.json, single), sys.stdout)
+            progress.update(len(batch))
     if failed:
         print(
             f"hf-rrg generate: error: {failed} of {len(studies)} studies failed (named above); the other "
@@ -256,6 +267,26 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_reports(
+    pipe, loaded: list[tuple[int, tuple]], batch: list[list[str]], args: argparse.Namespace, kwargs: dict
+) -> list[str]:
+    """The reports of the decoded studies of `batch` (with their heat maps under --heatmap)."""
+    if not loaded:
+        return []
+    if args.heatmap:
+        return [_write_heatmaps(pipe, views, batch[index], args.heatmap, kwargs) for index, views in loaded]
+    outputs = pipe([views for _, views in loaded], batch_size=args.batch_size, generate_kwargs=kwargs)
+    return [output[0]["generated_text"] for output in outputs]
+
+
+def _write_line(line: str, stream) -> None:
+    """Print `line` to `stream` now, above the progress bar (which tqdm redraws below it)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=stream)
+    stream.flush()
+
+
 def _write_heatmaps(pipe, views: tuple, study: list[str], out_dir: str, generate_kwargs: dict) -> str:
     """Generate one study's report with its explanation; write the overlays as ``<first image stem>_NN.png``."""
     from ..modeling.report_explanation import explain_report, save_overlays
@@ -264,14 +295,12 @@ def _write_heatmaps(pipe, views: tuple, study: list[str], out_dir: str, generate
     paths = save_overlays(explanation, out_dir, Path(study[0]).stem)
     findings = "; ".join(f"{name} {value:.2f}" for name, value in explanation.findings)
     where = f"{len(paths)} overlays ({explanation.kind}) in {out_dir}" if paths else f"no overlay ({explanation.method})"
-    print(f"hf-rrg generate: {', '.join(study)}: {where}" + (f"; {findings}" if findings else ""), file=sys.stderr)
+    line = f"hf-rrg generate: {', '.join(study)}: {where}" + (f"; {findings}" if findings else "")
+    _write_line(line, sys.stderr)
     return explanation.report
 
 
-def _print_report(study: list[str], report: str, as_json: bool, single: bool) -> None:
+def _report_line(study: list[str], report: str, as_json: bool, single: bool) -> str:
     if as_json:
-        print(json.dumps({"images": study, "report": report}), flush=True)
-    elif single:
-        print(report, flush=True)
-    else:
-        print(f"{', '.join(study)}: {report}", flush=True)
+        return json.dumps({"images": study, "report": report})
+    return report if single else f"{', '.join(study)}: {report}"

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..export_folder import check_output_folder, staged_folder, write_manifest
 from . import card_metadata, endpoint_handler
 from .examples import attribution, copy_examples
-from .loading import check_model_dir, load_model_and_processor
+from .loading import check_model_dir, load_model_and_processor, transformers_bars_off
 from .local_paths import scrub_run
 from .model_card import DATASETS, render_model_card
 from .run_folder import RunInfo, read_run
@@ -99,7 +99,7 @@ def export_model(
     check_output_folder(out_dir, EXPORT_KIND, sources, overwrite, inside_forbidden=[run.model_dir])
     default_name = (run.run_dir or out_dir).resolve().name
     name = model_name or (repo_id.split("/")[-1] if repo_id else default_name)
-    with staged_folder(out_dir) as staging:
+    with staged_folder(out_dir) as staging, transformers_bars_off():  # one bar on screen: the export's own
         _write_repo(scrub_run(run), staging, name, repo_id, license, provenance, dataset_id)
     return out_dir
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
+
+from .run_folder import MODEL_SUBDIR
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -39,16 +43,19 @@ def weight_files(model_dir: Path) -> list[Path]:
 
 def check_model_dir(model_dir: str | Path, processor: bool = True) -> Path:
     """Verify that `model_dir` holds a loadable model (and processor): every file present, the config valid JSON,
-    the weights readable safetensors whose sha256 matches the export manifest (when the folder has one). Returns the folder as a `Path`; raises FileNotFoundError / ValueError naming
-    the file and what to do."""
+    the weights readable safetensors whose sha256 matches the export manifest (when the folder has one). A training
+    run folder (`hf-rrg train --output-dir`) stands for its ``model/``. Returns the model folder as a `Path`;
+    raises FileNotFoundError / ValueError naming the file and what to do."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"Model folder {model_dir} does not exist (or is not a folder).")
     config = model_dir / CONFIG_FILE
+    if not config.is_file() and (model_dir / MODEL_SUBDIR / CONFIG_FILE).is_file():
+        return check_model_dir(model_dir / MODEL_SUBDIR, processor)  # a training run folder
     if not config.is_file():
         raise FileNotFoundError(
             f"{config} is missing: {model_dir} is not a saved model folder (expected config.json, model.safetensors, "
-            "tokenizer and processor files)."
+            f"tokenizer and processor files) nor a training run folder (with {MODEL_SUBDIR}/config.json)."
         )
     try:
         json.loads(config.read_text(encoding="utf-8"))
@@ -108,26 +115,47 @@ def check_safetensors(path: Path) -> None:
         ) from error
 
 
+@contextmanager
+def transformers_bars_off() -> Iterator[None]:
+    """transformers' (and huggingface_hub's) progress bars ("Loading weights", "Writing model shards") off inside, as
+    they were after: for a command whose own bar (or `--quiet`) must not be interleaved with them."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging
+
+    transformers_bars, hub_bars = logging.is_progress_bar_enabled(), not are_progress_bars_disabled()
+    logging.disable_progress_bar()  # turns huggingface_hub's off too
+    try:
+        yield
+    finally:
+        if transformers_bars:
+            logging.enable_progress_bar()  # turns huggingface_hub's on too
+        (enable_progress_bars if hub_bars else disable_progress_bars)()
+
+
 def load_model_and_processor(
     model_dir: str | Path,
     *,
     trust_remote_code: bool = False,
     device: str | None = None,
+    loading_bars: bool = True,
     **model_kwargs: Any,
 ) -> tuple[Any, Any]:
-    """Load the model (`AutoModelForImageTextToText`, eval mode) and processor (`AutoProcessor`) of a folder.
+    """Load the model (`AutoModelForImageTextToText`, eval mode) and processor (`AutoProcessor`) of a model folder
+    or a training run folder (its ``model/``).
 
     With hf-rrg imported its own classes are used; `trust_remote_code=True` lets a folder whose code hf-rrg does
-    not have (a newer method) load through its exported modeling files.
+    not have (a newer method) load through its exported modeling files. `loading_bars=False` hides transformers'
+    weight-loading progress bars.
     """
     import hf_rrg  # noqa: F401  (registers the hf-rrg classes with the Auto classes)
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     model_dir = check_model_dir(model_dir)
-    model = AutoModelForImageTextToText.from_pretrained(
-        str(model_dir), trust_remote_code=trust_remote_code, **model_kwargs
-    )
-    processor = AutoProcessor.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+    with nullcontext() if loading_bars else transformers_bars_off():
+        model = AutoModelForImageTextToText.from_pretrained(
+            str(model_dir), trust_remote_code=trust_remote_code, **model_kwargs
+        )
+        processor = AutoProcessor.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
     if device is not None:
         model = model.to(device)
     return model.eval(), processor

@@ -57,17 +57,21 @@ def report_pipeline(
     *,
     device: str | int | None = None,
     trust_remote_code: bool = False,
+    loading_bars: bool = True,
     **pipeline_kwargs: Any,
 ) -> RadiologyReportGenerationPipeline:
-    """Load a saved/exported model folder (checked first: missing or corrupt files are named) and return its
-    report-generation pipeline, using hf-rrg's own classes. `device`: ``"cpu"``, ``"cuda"``, an index, or None for
-    the first accelerator when there is one."""
+    """Load a saved/exported model folder or a training run folder (checked first: missing or corrupt files are
+    named) and return its report-generation pipeline, using hf-rrg's own classes. `device`: ``"cpu"``, ``"cuda"``,
+    an index, or None for the first accelerator when there is one; `loading_bars=False` hides transformers'
+    weight-loading bars."""
     import torch
 
     check_device(device)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, processor = load_model_and_processor(model_dir, trust_remote_code=trust_remote_code)
+    model, processor = load_model_and_processor(
+        model_dir, trust_remote_code=trust_remote_code, loading_bars=loading_bars
+    )
     return RadiologyReportGenerationPipeline(
         model=model, processor=processor, task=PIPELINE_TASK, device=device, **pipeline_kwargs
     )

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mine.add_argument("--max-length", type=int, default=256, help="encoder tokens per report")
     mine.add_argument("--block-size", type=int, default=4096, help="rows per block of the exact search")
     mine.add_argument("--limit", type=int, default=None, help="use only the first N reports (trials)")
-    mine.add_argument("--device", default="cpu")
+    mine.add_argument("--device", default="cpu", help="device of the encoder (default cpu)")
     mine.add_argument("--no-progress", action="store_true", help="hide progress bars")
     mine.set_defaults(func=run_mine)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .cleaning import clean_report, extract_impression, split_sentences
 from .observations import (
@@ -20,6 +19,9 @@ from .observations import (
 )
 from .phrases import PhraseSet, find_mentions
 from .rules import classify
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Edema phrases that, when positive or uncertain, also make Cardiomegaly uncertain.
 HEART_FAILURE_PHRASES = frozenset({"heart failure", "chf"})
@@ -66,6 +68,8 @@ class ReportLabels:
 
     def vector(self) -> np.ndarray:
         """The 14 values as floats, NaN for unmentioned."""
+        import numpy as np  # here, so that `hf-rrg label` starts without numpy
+
         return np.array([np.nan if v is None else float(v) for v in self.values.values()], dtype=np.float64)
 
     def mentions_in_sentence(self, index: int) -> list[Mention]:
@@ -155,6 +159,8 @@ class CheXpertLabeler:
 
     def label_matrix(self, reports: Sequence[str], progress: bool = False) -> np.ndarray:
         """An (N, 14) float array in `OBSERVATIONS` order: 1, 0, -1, and NaN for unmentioned."""
+        import numpy as np
+
         matrix = np.full((len(reports), len(OBSERVATIONS)), np.nan, dtype=np.float64)
         for row, labels in enumerate(self.label_batch(reports, progress=progress)):
             matrix[row] = labels.vector()

@@ -34,7 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--metrics", default=None,
                         help=f"comma-separated, from {','.join(_METRIC_CHOICES)} "
                              f"(default: {','.join(DEFAULT_CLI_METRICS)})")
-    parser.add_argument("--protocol", default="default", choices=("default", "r2gen", "chinese"))
+    parser.add_argument(
+        "--protocol", default="default", choices=("default", "r2gen", "chinese"),
+        help="which strings are scored (docs/metrics.md). default: the texts as given (or cleaned with --cleaner, "
+             "or --tokenizer's cleaner), references never cut. r2gen: as the R2Gen family's papers scored, needs "
+             "--tokenizer and --max-seq-length (out-of-vocabulary words become <unk>, references cut to "
+             "max_seq_length - 1 tokens). chinese: one token per Chinese character, Latin words and numbers whole",
+    )
     parser.add_argument("--tokenizer", type=Path, metavar="DIR", help="the model's saved tokenizer directory")
     parser.add_argument("--max-seq-length", type=int, help="protocol r2gen: the model's max_seq_length")
     parser.add_argument("--cleaner", help="protocol default: a report-cleaner preset applied to both sides")
@@ -60,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     learned.add_argument("--chexbert-weights", help="chexbert.pth, or a folder with it (default: StanfordAIMI/RRG_scorers)")
     learned.add_argument("--chexbert-tokenizer", help="CheXbert's vocabulary (default: bert-base-uncased)")
     learned.add_argument("--radgraph-weights", help="RadGraph archive or folder (default: StanfordAIMI/RRG_scorers)")
-    learned.add_argument("--radgraph-model", choices=("radgraph", "radgraph-xl"), default="radgraph")
+    learned.add_argument("--radgraph-model", choices=("radgraph", "radgraph-xl"), default="radgraph",
+                         help="RadGraph variant (default radgraph)")
     learned.add_argument("--ratescore-ner", help="RaTEScore entity model (default: Angelakeke/RaTE-NER-Deberta)")
     learned.add_argument("--ratescore-encoder", help="RaTEScore synonym encoder (default: FremyCompany/BioLORD-2023-C)")
     learned.add_argument("--device", help="device of the learned metrics (default: cuda if available, else cpu)")

@@ -2,56 +2,35 @@
 
 Modules in this folder import only the standard library, torch, transformers, tokenizers, numpy, PIL, timm
 (pydicom guarded at use) and each other, relatively, so that `save_pretrained` can copy them into a model repo.
+
+The names below are imported on first use (``from hf_rrg.modeling import R2GenConfig`` imports
+`configuration_r2gen` only), so that a light module of this folder (`report_cleaning`) costs no torch import.
 """
 
-from .configuration_asgk import ASGK_LABELER_TAGS, ASGKConfig
-from .configuration_coatt import CoAttConfig
-from .configuration_dcrrg import DCRRG_OBSERVATIONS, DCRRGConfig
-from .configuration_ithn import ITHNConfig
-from .configuration_r2gen import R2GenCMNConfig, R2GenConfig, RRGTransformerConfig
-from .configuration_rrg import RRGConfig
-from .configuration_xpronet import XPRONET_OBSERVATIONS, XProNetConfig
-from .decoder_cache import RRGDecoderCache
-from .modeling_asgk import ASGKForConditionalGeneration
-from .modeling_coatt import CoAttForConditionalGeneration
-from .modeling_dcrrg import DCRRGForConditionalGeneration
-from .modeling_ithn import ITHNForConditionalGeneration
-from .image_loading import ImageLoadError, load_image
-from .image_processing_rrg import RRGImageProcessor
-from .modeling_r2gen import R2GenForConditionalGeneration
-from .modeling_r2gencmn import R2GenCMNForConditionalGeneration
-from .modeling_xpronet import XProNetForConditionalGeneration
-from .processing_rrg import RRGProcessor
-from .report_cleaning import CLEANERS, clean_report, get_cleaner
-from .tokenization_rrg import RRGTokenizer
+from .lazy_exports import lazy_exports
 
-__all__ = [
-    "ASGKConfig",
-    "ASGKForConditionalGeneration",
-    "ASGK_LABELER_TAGS",
-    "CLEANERS",
-    "CoAttConfig",
-    "CoAttForConditionalGeneration",
-    "DCRRGConfig",
-    "DCRRGForConditionalGeneration",
-    "DCRRG_OBSERVATIONS",
-    "ITHNConfig",
-    "ITHNForConditionalGeneration",
-    "ImageLoadError",
-    "R2GenCMNConfig",
-    "R2GenCMNForConditionalGeneration",
-    "R2GenConfig",
-    "R2GenForConditionalGeneration",
-    "RRGConfig",
-    "RRGDecoderCache",
-    "RRGImageProcessor",
-    "RRGProcessor",
-    "RRGTokenizer",
-    "RRGTransformerConfig",
-    "XPRONET_OBSERVATIONS",
-    "XProNetConfig",
-    "XProNetForConditionalGeneration",
-    "clean_report",
-    "get_cleaner",
-    "load_image",
-]
+__all__, __getattr__, __dir__ = lazy_exports(
+    globals(),
+    {
+        "configuration_asgk": ("ASGK_LABELER_TAGS", "ASGKConfig"),
+        "configuration_coatt": ("CoAttConfig",),
+        "configuration_dcrrg": ("DCRRG_OBSERVATIONS", "DCRRGConfig"),
+        "configuration_ithn": ("ITHNConfig",),
+        "configuration_r2gen": ("R2GenCMNConfig", "R2GenConfig", "RRGTransformerConfig"),
+        "configuration_rrg": ("RRGConfig",),
+        "configuration_xpronet": ("XPRONET_OBSERVATIONS", "XProNetConfig"),
+        "decoder_cache": ("RRGDecoderCache",),
+        "image_loading": ("ImageLoadError", "load_image"),
+        "image_processing_rrg": ("RRGImageProcessor",),
+        "modeling_asgk": ("ASGKForConditionalGeneration",),
+        "modeling_coatt": ("CoAttForConditionalGeneration",),
+        "modeling_dcrrg": ("DCRRGForConditionalGeneration",),
+        "modeling_ithn": ("ITHNForConditionalGeneration",),
+        "modeling_r2gen": ("R2GenForConditionalGeneration",),
+        "modeling_r2gencmn": ("R2GenCMNForConditionalGeneration",),
+        "modeling_xpronet": ("XProNetForConditionalGeneration",),
+        "processing_rrg": ("RRGProcessor",),
+        "report_cleaning": ("CLEANERS", "clean_report", "get_cleaner"),
+        "tokenization_rrg": ("RRGTokenizer",),
+    },
+)

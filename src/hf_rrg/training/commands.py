@@ -10,6 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
+from ..resources import shipped_training_configs
+
 
 def add_train_arguments(parser: argparse.ArgumentParser, config_flag: bool = False) -> None:
     """The arguments of `hf-rrg train` (`--config CONFIG` instead of a positional for `train.py`)."""
@@ -44,7 +46,16 @@ def add_train_arguments(parser: argparse.ArgumentParser, config_flag: bool = Fal
     )
 
 
+def shipped_configs_help() -> str:
+    """The line of `--help` that lists the shipped training configs."""
+    return (
+        "shipped configs (give the name as CONFIG; the *_demo ones train offline on the CPU with the embedded demo "
+        "set, the others have the papers' settings): " + ", ".join(shipped_training_configs())
+    )
+
+
 def train_from_args(args: argparse.Namespace) -> int:
+    from ..data.commands import builder_errors_for_the_command_line
     from .config import load_config, resolve_config_path
     from .recipes import run_training
 
@@ -59,8 +70,9 @@ def train_from_args(args: argparse.Namespace) -> int:
         output_dir = Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     else:
         output_dir = Path(args.output_dir)
-    run_training(config, output_dir, resume=args.resume, stages=getattr(args, "stages", None),
-                 resume_with_changes=with_changes, resume_inexact=inexact)  # fmt: skip
+    with builder_errors_for_the_command_line(config.data.builder, prefix="data.builder_kwargs."):
+        run_training(config, output_dir, resume=args.resume, stages=getattr(args, "stages", None),
+                     resume_with_changes=with_changes, resume_inexact=inexact)  # fmt: skip
     return 0
 
 
@@ -69,9 +81,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a model from a YAML config (Accelerate; resumable)",
         description="Train a report generator. Under `accelerate launch` use training_scripts/train.py instead.",
+        epilog=shipped_configs_help(),
     )
     add_train_arguments(parser)
     parser.set_defaults(func=train_from_args)
 
 
-__all__ = ["add_train_arguments", "register", "train_from_args"]
+__all__ = ["add_train_arguments", "register", "shipped_configs_help", "train_from_args"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from hf_rrg.resources import resource_dir
+from hf_rrg.resources import shipped_training_configs, training_config_dir
 
 
 @dataclass
@@ -343,17 +343,10 @@ def config_from_dict(data: dict[str, Any]) -> TrainingConfig:
     if "method" not in data or data["method"] in (None, ""):
         raise ConfigError(
             "the config has no `method:` (the model to train); add e.g. `method: r2gencmn`, or start from a shipped "
-            f"config ({', '.join(_shipped_names()[:4])}, ...)"
+            f"config ({', '.join(shipped_training_configs()[:4])}, ...)"
         )
     validate_config(config)
     return config
-
-
-def _shipped_names() -> list[str]:
-    try:
-        return sorted(path.stem for path in packaged_config_dir().glob("*.yaml"))
-    except FileNotFoundError:
-        return []
 
 
 def validate_config(config: TrainingConfig) -> None:
@@ -422,7 +415,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 def packaged_config_dir() -> Path:
     """Folder of the shipped configs (`training_scripts/configs` in a checkout or wheel)."""
-    return resource_dir("training_scripts") / "configs"
+    return training_config_dir()
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:
@@ -439,10 +432,9 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
             for candidate in (folder / path.name, folder / f"{path.stem}.yaml"):
                 if candidate.is_file():
                     return candidate
-            shipped = sorted(p.stem for p in folder.glob("*.yaml"))
             raise FileNotFoundError(
                 f"training config {str(name_or_path)!r} is neither a file nor a shipped config; shipped configs: "
-                f"{shipped}"
+                f"{shipped_training_configs()}"
             )
     raise FileNotFoundError(f"training config file {path} does not exist")
 

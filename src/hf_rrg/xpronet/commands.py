@@ -55,9 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--num-prototypes", type=int, default=20, help="N_p per class without --model (even)")
     init.add_argument("--split", default="train", help="split to build the prototypes from (default train)")
     init.add_argument("--limit", type=int, default=None, help="use only the first N samples of the split (trials)")
-    init.add_argument("--batch-size", type=int, default=8)
+    init.add_argument("--batch-size", type=int, default=8, help="studies per forward pass (default 8)")
     init.add_argument("--seed", type=int, default=0, help="K-means seed")
-    init.add_argument("--device", default="cpu")
+    init.add_argument("--device", default="cpu", help="device of the encoders (default cpu)")
     init.set_defaults(func=run_init_prototypes)
     group.set_defaults(func=lambda args: group.print_help() or 2)
 
