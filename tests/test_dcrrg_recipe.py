@@ -199,3 +199,30 @@ def test_observation_labels_descriptions_and_balancing(eight) -> None:
     assert observation_instances(text_only, "image") == [] and len(observation_instances(text_only, "text")) == kept
     described = description_instances(samples)
     assert {i.modality for i in described} == {"image", "text"} and len(described) % 2 == 0
+
+
+def test_dcrrg_trains_on_a_report_folder_dataset(eight, tmp_path) -> None:
+    """report_folder rows hold undecoded `{"bytes": None, "path": ...}` image cells (read by hf-rrg's loader): every
+    DCRRG step and the final test generation read them through the image processor."""
+    import csv
+
+    from hf_rrg.data import load_builder
+
+    rows = []
+    for i, row in enumerate(eight["train"]):
+        name = f"img/s{i}.png"
+        (tmp_path / "img").mkdir(exist_ok=True)
+        row["images"][0].save(tmp_path / name)
+        rows.append({"id": f"s{i}", "image": name, "report": row["report"],
+                     "split": "test" if i == 7 else "validation" if i == 6 else "train"})  # fmt: skip
+    with open(tmp_path / "studies.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    folder = load_builder("report_folder", tmp_path, cache_dir=tmp_path / "cache", image_columns="image")
+    assert folder["train"][0]["images"][0] == {"bytes": None, "path": str((tmp_path / "img/s0.png").resolve())}
+    config = tiny_config(step1_epochs=1, step2_epochs=1, step3_epochs=1, step4_epochs=1)
+    results = run_training(config, tmp_path / "run", datasets=dict(folder))
+    assert [h["step"] for h in results["pretrain"]["history"]] == ["step1", "step2"]
+    predictions = [json.loads(line) for line in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in predictions] == ["s7"] and predictions[0]["reference"] == rows[7]["report"].strip()

@@ -22,7 +22,7 @@ from .observations import IGNORE, ObservationRecord, label_reports
 
 @dataclass
 class Sample:
-    """One uni-modal or paired sample: `images` (PIL images of a study) and/or `report`, and its labels."""
+    """One uni-modal or paired sample: `images` (a study's views: PIL images or anything `load_image` reads) and/or `report`, and its labels."""
 
     images: list[Any] | None
     report: str | None

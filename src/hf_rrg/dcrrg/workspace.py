@@ -140,7 +140,9 @@ class Workspace:
         return self._text_tokenizer
 
     def pixels(self, studies: list[list[Any]]) -> dict[str, torch.Tensor]:
-        inputs = self.processor([[image.convert("RGB") for image in study] for study in studies])
+        """The eval transform of `studies` on the engine's device. Views may be anything `load_image` reads (PIL
+        images, paths, the undecoded `{"bytes", "path"}` cells of `report_folder`): the processor decodes them."""
+        inputs = self.processor([list(study) for study in studies])
         return {key: value.to(self.device) for key, value in inputs.items()}
 
     def sample_pixels(self, role: str, rows: list[int]) -> dict[str, torch.Tensor]:
