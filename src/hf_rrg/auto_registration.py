@@ -7,6 +7,7 @@ from transformers import (
     AutoImageProcessor,
     AutoModel,
     AutoModelForImageTextToText,
+    AutoModelForSeq2SeqLM,
     AutoProcessor,
     AutoTokenizer,
 )
@@ -44,6 +45,11 @@ MODELS = {
 }
 
 
+# Models with a PEFT prompt-learning adapter (DCRRG's P-Tuning v2, task type SEQ_2_SEQ_LM): PEFT's
+# `AutoPeftModelForSeq2SeqLM` loads their base through `AutoModelForSeq2SeqLM`.
+SEQ2SEQ_ADAPTER_MODELS = {DCRRGConfig: DCRRGForConditionalGeneration}
+
+
 def register_auto_classes() -> None:
     """Idempotent: `import hf_rrg` calls it once; calling it again changes nothing. Also registers the
     `radiology-report-generation` pipeline task."""
@@ -60,4 +66,6 @@ def register_auto_classes() -> None:
     for config_class, model_class in MODELS.items():
         AutoModel.register(config_class, model_class, exist_ok=True)
         AutoModelForImageTextToText.register(config_class, model_class, exist_ok=True)
+    for config_class, model_class in SEQ2SEQ_ADAPTER_MODELS.items():
+        AutoModelForSeq2SeqLM.register(config_class, model_class, exist_ok=True)
     register_pipeline()
