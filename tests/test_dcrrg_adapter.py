@@ -116,7 +116,8 @@ def test_push_of_an_adapter_folder(base_dir, tmp_path, monkeypatch, capsys) -> N
     result = push_to_hub(tmp_path / "adapter", "me/dcrrg-adapter", api=api, base_model="me/dcrrg-base")
     assert [name for name, _ in api.calls] == ["create_repo", "upload_folder"]
     assert sorted(api.uploaded) == result.files == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
-    assert api.uploaded["adapter_model.safetensors"] == (tmp_path / "adapter" / "adapter_model.safetensors").read_bytes()
+    weights = (tmp_path / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert api.uploaded["adapter_model.safetensors"] == weights
     config = json.loads(api.uploaded["adapter_config.json"])
     assert config["base_model_name_or_path"] == "me/dcrrg-base" and config["peft_type"] == "PREFIX_TUNING"
     card = api.uploaded["README.md"].decode()

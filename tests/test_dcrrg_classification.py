@@ -71,7 +71,8 @@ def test_linear_probe_table_auroc_by_hand_and_frozen_encoder(run_dir, demo, caps
     test_labels = label_tensor(label_reports(list(demo["test"]["report"]), names, progress=False))
     per_run_means = []
     for k, run in enumerate(table["runs"]):
-        assert run["seed"] == k and run["train_samples"] == round(0.5 * len(demo["train"])) and run["best_epoch"] in (1, 2)
+        assert run["seed"] == k and run["train_samples"] == round(0.5 * len(demo["train"]))
+        assert run["best_epoch"] in (1, 2)
         rows = [json.loads(line) for line in (out / f"run{k + 1}" / "predictions.jsonl").read_text().splitlines()]
         assert [r["id"] for r in rows] == [str(i) for i in demo["test"]["id"]]
         for j, name in enumerate(names):  # the labels are the labeler's (uncertain: null, left out)

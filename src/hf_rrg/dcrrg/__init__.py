@@ -18,4 +18,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ObservationRecord", "label_reports", "label_tensor", "label_vectors", *_ADAPTER_NAMES]
+__all__ = [
+    "AutoPeftModelForImageTextToText",
+    "DCRRGPeftModel",
+    "ObservationRecord",
+    "label_reports",
+    "label_tensor",
+    "label_vectors",
+]

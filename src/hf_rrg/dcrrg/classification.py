@@ -371,12 +371,11 @@ class ClassificationRun:
         """`folder/predictions.jsonl`: each test study's id, probability and label (null: uncertain) per
         observation."""
         names = self.data.observations
-        with open(self.folder / "predictions.jsonl", "w", encoding="utf-8") as handle:
-            for sample_id, row, label in zip(self.data.test.ids, probabilities.tolist(), labels.tolist()):
-                handle.write(json.dumps({
-                    "id": sample_id, "probabilities": dict(zip(names, row)),
-                    "labels": {n: (None if y == IGNORE else y) for n, y in zip(names, label)},
-                }) + "\n")  # fmt: skip
+        rows = zip(self.data.test.ids, probabilities.tolist(), labels.tolist())
+        lines = [json.dumps({"id": sample_id, "probabilities": dict(zip(names, row)),
+                             "labels": {n: (None if y == IGNORE else y) for n, y in zip(names, label)}}) + "\n"
+                 for sample_id, row, label in rows]  # fmt: skip
+        (self.folder / "predictions.jsonl").write_text("".join(lines), encoding="utf-8")
 
 
 def unwrap(module: nn.Module) -> nn.Module:

@@ -12,7 +12,15 @@ from typing import Any
 
 TABLE_JSON = "table3.json"
 TABLE_MARKDOWN = "table3.md"
-MODE_TITLES = {"linear-probe": "linear probe (image encoder frozen)", "fine-tune": "fine-tuning (image encoder trained)"}
+MODE_TITLES = {
+    "linear-probe": "linear probe (image encoder frozen)",
+    "fine-tune": "fine-tuning (image encoder trained)",
+}
+
+
+def percent(value: float | None) -> str:
+    """An AUROC as the paper prints it (x 100, one decimal); `n/a` where undefined."""
+    return "n/a" if value is None else f"{100 * value:.1f}"
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -75,14 +83,14 @@ class ClassificationTable:
 
     def markdown(self) -> str:
         """The table: one row per observation, one column per run and the mean, AUROC x 100."""
-        percent = lambda value: "n/a" if value is None else f"{100 * value:.1f}"  # noqa: E731
         runs = [f"run {i + 1}" for i in range(len(self.runs))]
+        summary = (f"Model `{self.model}` on `{self.dataset}`: {self.train_fraction:.0%} of the train split per run, "
+                   f"AUROC x 100 on the test split ({self.test_samples} studies; uncertain labels excluded; n/a: one "
+                   f"class absent). Epoch kept: {self.selection}.")  # fmt: skip
         lines = [
             f"# DCCLIP image classification (DCRRG Table 3): {MODE_TITLES.get(self.mode, self.mode)}",
             "",
-            f"Model `{self.model}` on `{self.dataset}`: {self.train_fraction:.0%} of the train split per run, "
-            f"AUROC x 100 on the test split ({self.test_samples} studies; uncertain labels excluded; n/a: one class "
-            f"absent). Epoch kept: {self.selection}.",
+            summary,
             "",
             "| Observation | " + " | ".join([*runs, "mean"]) + " |",
             "|---|" + "---:|" * (len(runs) + 1),
@@ -121,4 +129,12 @@ def finite_or_none(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-__all__ = ["ClassificationTable", "RunResult", "TABLE_JSON", "TABLE_MARKDOWN", "finite_or_none", "read_table"]
+__all__ = [
+    "TABLE_JSON",
+    "TABLE_MARKDOWN",
+    "ClassificationTable",
+    "RunResult",
+    "finite_or_none",
+    "percent",
+    "read_table",
+]

@@ -74,15 +74,15 @@ def register_classify(commands: argparse._SubParsersAction) -> None:
     classify.add_argument("--epochs", type=int, default=10, help="epochs per run (paper silent; default 10)")
     classify.add_argument("--batch-size", type=int, default=32, help="batch size (paper silent; default 32)")
     classify.add_argument("--lr", type=float, default=None,
-                          help="AdamW learning rate (default 1e-3 linear probe, 1e-4 fine-tune; paper silent)")  # fmt: skip
+                          help="AdamW learning rate (default 1e-3 linear probe, 1e-4 fine-tune)")  # fmt: skip
     classify.add_argument("--weight-decay", type=float, default=1e-6, help="AdamW weight decay (default 1e-6)")
     classify.add_argument("--init", choices=["model", "random", "imagenet"], default="model",
-                          help="the model's image encoder, or the table's Random / ImageNet rows (same backbone)")  # fmt: skip
+                          help="the model's image encoder, or the Random / ImageNet rows (same backbone)")  # fmt: skip
     classify.add_argument("--observations", default=None,
                           help="comma-separated observations to classify (default: the model's 14)")  # fmt: skip
     classify.add_argument("--seed", type=int, default=0, help="run k uses seed + k")
     classify.add_argument("--out", type=Path, default=None,
-                          help="output folder (default RUN_DIR/table3/<mode>-<percent>pct for a run folder)")  # fmt: skip
+                          help="output folder (default for a run: RUN_DIR/table3/<mode>-<percent>pct)")  # fmt: skip
     classify.add_argument("--resume", action="store_true", help="continue the runs already in --out")
     classify.add_argument("--quiet", action="store_true", help="no progress bars")
     classify.set_defaults(func=run_classify)
@@ -198,8 +198,10 @@ def classification_sources(path: Path) -> tuple[Path, Path | None, bool]:
         return path / "pretrain" / "model", final if (final / "config.json").is_file() else None, True
     if (path / "config.json").is_file():
         return path, path, False
-    raise FileNotFoundError(f"{path} is neither a DCRRG run folder (no pretrain/model/config.json) nor a model folder "
-                            "(no config.json); pass RUN_DIR of `hf-rrg train dcrrg_...` or a saved DCRRG model")  # fmt: skip
+    raise FileNotFoundError(
+        f"{path} is neither a DCRRG run folder (no pretrain/model/config.json) nor a model folder (no config.json); "
+        "pass RUN_DIR of `hf-rrg train dcrrg_...` or a saved DCRRG model"
+    )
 
 
 def classification_processor(processor_folder: Path | None, run_dir: Path) -> Any:

@@ -88,8 +88,8 @@ class AutoPeftModelForImageTextToText:
         raise OSError(f"{type(self).__name__} is used through `{type(self).__name__}.from_pretrained(adapter)`")
 
     @classmethod
-    def from_pretrained(cls, adapter: str | Path, *, base_model: str | Path | None = None,
-                        revision: str | None = None, adapter_name: str = "default", **kwargs: Any) -> DCRRGPeftModel:  # fmt: skip
+    def from_pretrained(cls, adapter: str | Path, *, base_model: str | Path | None = None, revision: str | None = None,
+                        adapter_name: str = "default", **kwargs: Any) -> DCRRGPeftModel:  # fmt: skip
         """`adapter`: a folder with `adapter_config.json` or a Hub repo id; `kwargs` go to the base model's
         `from_pretrained` (e.g. `trust_remote_code=True` without hf-rrg's registration, `dtype`)."""
         from transformers import AutoModelForImageTextToText
@@ -112,7 +112,7 @@ def load_adapter(base: DCRRGForConditionalGeneration, adapter: str | Path, **kwa
 
     loaded = PeftModel.from_pretrained(base, str(adapter), **kwargs)
     if not isinstance(loaded, PeftModelForSeq2SeqLM):
-        raise ValueError(f"{adapter} is a {type(loaded).__name__} adapter; DCRRG adapters are SEQ_2_SEQ_LM")
+        raise TypeError(f"{adapter} is a {type(loaded).__name__} adapter; DCRRG adapters are SEQ_2_SEQ_LM")
     loaded.__class__ = DCRRGPeftModel  # a subclass adding methods only: the loaded state is PEFT's own
     return loaded.eval()
 
