@@ -211,8 +211,35 @@ def test_adapter_round_trip_and_merge(tmp_path) -> None:
 # -------------------------------------------------------------------------------------------- retrieval
 
 
+def test_one_auroc_rank_based_with_ties_equals_the_pairwise_formula() -> None:
+    """DCRRG's per-observation AUROC is the metrics package's rank-based one (O(n log n), ties at their average
+    rank), equal to the pairwise Mann-Whitney definition written out here, with ties and excluded labels."""
+    import random
+
+    from hf_rrg.dcrrg import retrieval
+    from hf_rrg.metrics.clinical import auroc
+
+    assert getattr(retrieval, "auroc", auroc) is auroc  # one implementation: `hf_rrg.metrics.clinical.auroc`
+    rng = random.Random(7)
+    n, names = 300, ["A", "B", "C"]
+    scores = torch.tensor([[rng.choice([0.05, 0.2, 0.2, 0.5, 0.9]) for _ in names] for _ in range(n)])
+    labels = torch.tensor([[rng.choice([0, 0, 1, -100]) for _ in names] for _ in range(n)])
+    labels[:, 2] = torch.where(labels[:, 2] == 1, 0, labels[:, 2])  # C: no positive, AUROC undefined
+    result = retrieval.observation_auroc(scores, labels, names)
+    for k, name in enumerate(names[:2]):
+        pos = [float(scores[i, k]) for i in range(n) if labels[i, k] == 1]
+        neg = [float(scores[i, k]) for i in range(n) if labels[i, k] == 0]
+        assert len(pos) > 20 and len(neg) > 20 and set(pos) & set(neg)  # many ties across the classes
+        pairwise = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
+        assert result[name] == pytest.approx(pairwise, abs=1e-12)
+        assert auroc(scores[:, k][labels[:, k] != -100].numpy(), labels[:, k][labels[:, k] != -100].numpy()) == (
+            pytest.approx(pairwise, abs=1e-12))  # fmt: skip
+    assert math.isnan(result["C"]) and result["Average AUROC"] == pytest.approx((result["A"] + result["B"]) / 2)
+
+
 def test_precision_at_k_and_auroc_by_hand() -> None:
-    from hf_rrg.dcrrg.retrieval import auroc, five_by_n_set, observation_auroc, precision_at_k
+    from hf_rrg.dcrrg.retrieval import five_by_n_set, observation_auroc, precision_at_k
+    from hf_rrg.metrics.clinical import auroc
 
     images = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     texts = torch.tensor([[1.0, 0.1], [0.9, 0.0], [0.0, 1.0]])

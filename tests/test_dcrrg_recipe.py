@@ -60,6 +60,8 @@ def test_four_steps_run_and_step4_memorises_eight_reports(run) -> None:
     assert results["describe"]["instances"] > 8  # several described observations per report, two views each
     assert results["prompt"]["finetuning"] == "prompt"
     assert (out / "prompt" / "adapter" / "adapter_model.safetensors").is_file()
+    card = (out / "prompt" / "adapter" / "README.md").read_text()  # the adapter's own card, not PEFT's template
+    assert "P-Tuning v2" in card and "BASE_MODEL" in card and str(out) not in card
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["bleu_4"] >= 0.9, metrics
 

@@ -34,6 +34,7 @@ def register_auto_classes() -> None:
         AutoImageProcessor,
         AutoModel,
         AutoModelForImageTextToText,
+        AutoModelForSeq2SeqLM,
         AutoProcessor,
         AutoTokenizer,
     )
@@ -66,6 +67,9 @@ def register_auto_classes() -> None:
     for config_class, model_class in models.items():
         AutoModel.register(config_class, model_class, exist_ok=True)
         AutoModelForImageTextToText.register(config_class, model_class, exist_ok=True)
+    # DCRRG's P-Tuning v2 adapter (task type SEQ_2_SEQ_LM): PEFT's `AutoPeftModelForSeq2SeqLM` loads its base
+    # through `AutoModelForSeq2SeqLM`.
+    AutoModelForSeq2SeqLM.register(modeling.DCRRGConfig, modeling.DCRRGForConditionalGeneration, exist_ok=True)
     register_pipeline()
 
 

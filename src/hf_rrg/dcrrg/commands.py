@@ -1,5 +1,5 @@
-"""`hf-rrg dcrrg inspect | retrieval`: DCRRG's intermediate outputs (the paper's Table 7) and DCCLIP's retrieval
-and AUROC evaluation (§4.4.2-4.4.3, Tables 2 and 6)."""
+"""`hf-rrg dcrrg inspect | retrieval | classify`: DCRRG's intermediate outputs (the paper's Table 7), DCCLIP's
+retrieval and AUROC evaluation (§4.4.2, Tables 2 and 6) and its image classification (§4.4.3, Table 3)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     retrieval.add_argument("--batch-size", type=int, default=16)
     retrieval.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     retrieval.set_defaults(func=run_retrieval)
+    register_classify(commands)
     group.set_defaults(func=lambda args: group.print_help() or 2)
+
+
+def register_classify(commands: argparse._SubParsersAction) -> None:
+    """`hf-rrg dcrrg classify`: Table 3."""
+    classify = commands.add_parser(
+        "classify",
+        help="DCCLIP image classification (Table 3): linear probe or fine-tuning, AUROC per observation",
+        description="Train a linear layer on DCCLIP's image encoder (--mode linear-probe: encoder frozen) or the "
+        "encoder and the layer together (--mode fine-tune) to predict each observation, on --train-fraction of a "
+        "labelled dataset's train split (labels from hf-rrg's CheXpert labeler on the reports; uncertain ones left "
+        "out), through hf-rrg's training engine; keep the epoch with the best mean validation AUROC; score the test "
+        "split. Repeats --runs times and writes OUT/table3.json and OUT/table3.md (AUROC per observation, per run "
+        "and their mean), each run's predictions.jsonl, classifier weights, logs and checkpoints in OUT/run<k>/.",
+    )
+    classify.add_argument("model", type=Path, metavar="RUN_OR_MODEL",
+                          help="a DCRRG run folder (its pretrain/model: DCCLIP after steps 1-2) or a DCRRG model "
+                          "folder")  # fmt: skip
+    classify.add_argument("--mode", required=True, choices=["linear-probe", "fine-tune"])
+    classify.add_argument("--builder", required=True, help="labelled dataset: builder name (demo, mimic_cxr, "
+                          "iu_xray, report_folder, ...)")  # fmt: skip
+    classify.add_argument("--data-dir", default=None, help="folder holding the source data")
+    classify.add_argument("--config", default=None, help="named builder config")
+    classify.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder option (repeatable)")
+    classify.add_argument("--train-fraction", type=float, default=1.0,
+                          help="share of the train split per run (Table 3: 0.01, 0.1, 1; default 1)")  # fmt: skip
+    classify.add_argument("--runs", type=int, default=5, help="runs averaged (the paper: 5)")
+    classify.add_argument("--epochs", type=int, default=10, help="epochs per run (paper silent; default 10)")
+    classify.add_argument("--batch-size", type=int, default=32, help="batch size (paper silent; default 32)")
+    classify.add_argument("--lr", type=float, default=None,
+                          help="AdamW learning rate (default 1e-3 linear probe, 1e-4 fine-tune)")  # fmt: skip
+    classify.add_argument("--weight-decay", type=float, default=1e-6, help="AdamW weight decay (default 1e-6)")
+    classify.add_argument("--init", choices=["model", "random", "imagenet"], default="model",
+                          help="the model's image encoder, or the Random / ImageNet rows (same backbone)")  # fmt: skip
+    classify.add_argument("--observations", default=None,
+                          help="comma-separated observations to classify (default: the model's 14)")  # fmt: skip
+    classify.add_argument("--seed", type=int, default=0, help="run k uses seed + k")
+    classify.add_argument("--out", type=Path, default=None,
+                          help="output folder (default for a run: RUN_DIR/table3/<mode>-<percent>pct)")  # fmt: skip
+    classify.add_argument("--resume", action="store_true", help="continue the runs already in --out")
+    classify.add_argument("--quiet", action="store_true", help="no progress bars")
+    classify.set_defaults(func=run_classify)
 
 
 def _load_model(folder: Path) -> Any:
@@ -148,4 +190,87 @@ def run_retrieval(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["inspect_study", "register", "retrieval_scores", "run_inspect", "run_retrieval"]
+def classification_sources(path: Path) -> tuple[Path, Path | None, bool]:
+    """(model folder, folder holding its processor or None, whether `path` is a run folder). A run folder gives
+    its `pretrain/model` (DCCLIP after steps 1-2, what Table 3 evaluates) and the processor of its `model/`."""
+    if (path / "pretrain" / "model" / "config.json").is_file():
+        final = path / "model"
+        return path / "pretrain" / "model", final if (final / "config.json").is_file() else None, True
+    if (path / "config.json").is_file():
+        return path, path, False
+    raise FileNotFoundError(
+        f"{path} is neither a DCRRG run folder (no pretrain/model/config.json) nor a model folder (no config.json); "
+        "pass RUN_DIR of `hf-rrg train dcrrg_...` or a saved DCRRG model"
+    )
+
+
+def classification_processor(processor_folder: Path | None, run_dir: Path) -> Any:
+    """The model's image processor: from its folder, else from the run's `config.yaml` (`image_processor:`)."""
+    from ..modeling.image_processing_rrg import RRGImageProcessor
+    from ..modeling.processing_rrg import RRGProcessor
+
+    if processor_folder is not None:
+        return RRGProcessor.from_pretrained(str(processor_folder)).image_processor
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        raise FileNotFoundError(f"{run_dir} has neither model/ nor config.yaml: cannot tell which image processor "
+                                "its model was trained with")  # fmt: skip
+    import yaml
+
+    return RRGImageProcessor(**(yaml.safe_load(config.read_text(encoding="utf-8")).get("image_processor") or {}))
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    from ..data.builders import load_builder
+    from ..data.commands import parse_set_options
+    from .classification import ClassificationData, ClassificationSettings, classify, labelled_split
+
+    settings = ClassificationSettings(
+        mode=args.mode, train_fraction=args.train_fraction, runs=args.runs, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, init=args.init, seed=args.seed,
+        progress=not args.quiet,
+    )  # fmt: skip
+    model_folder, processor_folder, is_run = classification_sources(args.model)
+    out = args.out
+    if out is None:
+        if not is_run:
+            raise ValueError("pass --out DIR: the results of a model folder are not written into it")
+        out = args.model / "table3" / f"{args.mode}-{args.train_fraction * 100:g}pct"
+    model = _load_model(model_folder)
+    processor = classification_processor(processor_folder, args.model)
+    names = list(model.config.observation_names)
+    if args.observations:
+        chosen = [name.strip() for name in args.observations.split(",") if name.strip()]
+        unknown = [name for name in chosen if name not in names]
+        if unknown:
+            raise ValueError(f"--observations {unknown} are not observations of this model; choose from {names}")
+        names = chosen
+    options = parse_set_options(args.set)
+    if args.config:
+        options["name"] = args.config
+    dataset = load_builder(args.builder, args.data_dir, **options)
+    for split in ("train", "test"):
+        if split not in dataset:
+            raise ValueError(f"dataset {args.builder!r} has no {split} split (its splits: {list(dataset)})")
+    progress = settings.progress
+    data = ClassificationData(
+        train=labelled_split(dataset["train"], names, progress),
+        validation=labelled_split(dataset["validation"], names, progress) if "validation" in dataset else None,
+        test=labelled_split(dataset["test"], names, progress), observations=names, processor=processor,
+    )  # fmt: skip
+    table = classify(model, data, settings, out, {"model": str(args.model), "dataset": args.builder}, args.resume)
+    print(table.markdown())
+    print(f"Table 3 ({args.mode}): {out / 'table3.json'}, {out / 'table3.md'}; runs, predictions, weights and logs in "
+          f"{out}/run<k>/")  # fmt: skip
+    return 0
+
+
+__all__ = [
+    "classification_sources",
+    "inspect_study",
+    "register",
+    "retrieval_scores",
+    "run_classify",
+    "run_inspect",
+    "run_retrieval",
+]

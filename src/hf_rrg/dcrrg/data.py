@@ -22,7 +22,8 @@ from .observations import IGNORE, ObservationRecord, label_reports
 
 @dataclass
 class Sample:
-    """One uni-modal or paired sample: `images` (a study's views: PIL images or anything `load_image` reads) and/or `report`, and its labels."""
+    """One uni-modal or paired sample: `images` (a study's views: PIL images or anything `load_image` reads, e.g.
+    `report_folder`'s undecoded cells) and/or `report`, and its labels."""
 
     images: list[Any] | None
     report: str | None

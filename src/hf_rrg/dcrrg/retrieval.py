@@ -5,7 +5,8 @@
   Effusion, Consolidation by default: the CheXpert competition tasks).
 - `precision_at_k`: image->text retrieval Precision@K: for every query image, the fraction of its top-K retrieved
   texts whose class equals the query's class (Table 2 reports K = 1, 2, 5, 10).
-- `observation_auroc`: per-observation AUROC of the step-1 heads' probabilities (Table 6), uncertain excluded.
+- `observation_auroc`: per-observation AUROC (Tables 3 and 6), uncertain excluded, with the one AUROC of hf-rrg
+  (`hf_rrg.metrics.clinical.auroc`: rank-based Mann-Whitney U, O(n log n), ties at their average rank).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from ..metrics.clinical import auroc
 
 FIVE_OBSERVATIONS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 
@@ -53,29 +56,19 @@ def precision_at_k(
     return result
 
 
-def auroc(scores: Sequence[float], targets: Sequence[int]) -> float:
-    """Area under the ROC curve (Mann-Whitney U with tie handling); NaN when one class is absent."""
-    scores_a, targets_a = np.asarray(scores, dtype=float), np.asarray(targets, dtype=int)
-    positives, negatives = scores_a[targets_a == 1], scores_a[targets_a == 0]
-    if len(positives) == 0 or len(negatives) == 0:
-        return float("nan")
-    greater = (positives[:, None] > negatives[None, :]).sum()
-    ties = (positives[:, None] == negatives[None, :]).sum()
-    return float((greater + 0.5 * ties) / (len(positives) * len(negatives)))
-
-
 def observation_auroc(
     probabilities: torch.Tensor, labels: torch.Tensor, observation_names: Sequence[str]
 ) -> dict[str, float]:
-    """Per-observation AUROC (Table 6) of `probabilities` (N, L) against step-1 labels (N, L; -100 excluded), and
-    their mean over the observations where it is defined (`"Average AUROC"`)."""
+    """Per-observation AUROC (Tables 3 and 6) of `probabilities` (N, L) against step-1 labels (N, L; -100
+    excluded), and their mean over the observations where it is defined (`"Average AUROC"`); NaN where an
+    observation has no positive or no negative sample."""
     result = {}
     for k, name in enumerate(observation_names):
         kept = labels[:, k] != -100
-        result[name] = auroc(probabilities[kept, k].tolist(), labels[kept, k].tolist())
+        result[name] = auroc(probabilities[kept, k].double().cpu().numpy(), labels[kept, k].cpu().numpy())
     defined = [v for v in result.values() if not np.isnan(v)]
     result["Average AUROC"] = float(np.mean(defined)) if defined else float("nan")
     return result
 
 
-__all__ = ["FIVE_OBSERVATIONS", "auroc", "five_by_n_set", "observation_auroc", "precision_at_k"]
+__all__ = ["FIVE_OBSERVATIONS", "five_by_n_set", "observation_auroc", "precision_at_k"]

@@ -40,11 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     push = subparsers.add_parser(
         "push",
-        help="export a training run and upload it to the Hugging Face Hub",
+        help="export a training run (or a PEFT adapter folder) and upload it to the Hugging Face Hub",
         description="Export RUN_DIR to a temporary folder and upload it as one commit to the model repo ORG/NAME "
-        "(created when missing). Authenticate with `hf auth login` or --token / HF_TOKEN.",
+        "(created when missing). A PEFT adapter folder (adapter_config.json, e.g. RUN_DIR/prompt/adapter of DCRRG) "
+        "is uploaded alone with its own card; --base-model names its base model on the Hub. Authenticate with "
+        "`hf auth login` or --token / HF_TOKEN.",
     )
-    push.add_argument("run_dir", metavar="RUN_DIR", help="training run folder (with model/) or a model folder")
+    push.add_argument("run_dir", metavar="RUN_DIR",
+                      help="training run folder (with model/), a model folder, or a PEFT adapter folder")  # fmt: skip
+    push.add_argument("--base-model", metavar="ORG/NAME",
+                      help="adapter only: the Hub id of its base model (needed when adapter_config.json names a "
+                      "local folder)")  # fmt: skip
     push.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="target model repository")
     push.add_argument("--private", action="store_true", help="create the repository as private")
     push.add_argument("--token", help="Hub token (default: the logged-in token or HF_TOKEN)")
@@ -188,6 +194,7 @@ def _push(args: argparse.Namespace) -> int:
         token=args.token,
         commit_message=args.commit_message,
         license=args.license,
+        base_model=args.base_model,
     )
     print(f"Uploaded {len(result.files)} files to {result.repo_url}")
     if result.commit_url:

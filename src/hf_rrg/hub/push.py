@@ -1,4 +1,5 @@
-"""`push_to_hub`: export a run to a temporary folder and upload it as a Hub model repository."""
+"""`push_to_hub`: export a run to a temporary folder and upload it as a Hub model repository; a PEFT adapter folder
+(DCRRG's step-4 prefix) is uploaded alone, with its base model named by a Hub id and its own card."""
 
 from __future__ import annotations
 
@@ -43,6 +44,15 @@ def check_logged_in() -> None:
         )
 
 
+def check_online() -> None:
+    """A ValueError naming the setting when the Hugging Face Hub is switched off (``HF_HUB_OFFLINE``)."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise ValueError("HF_HUB_OFFLINE is set, so the Hub cannot be reached: unset it (`unset HF_HUB_OFFLINE`) "
+                         "and push again")  # fmt: skip
+
+
 def push_to_hub(
     source: str | Path,
     repo_id: str,
@@ -51,23 +61,38 @@ def push_to_hub(
     token: str | None = None,
     commit_message: str | None = None,
     license: str = "other",
+    base_model: str | None = None,
     api: Any = None,
 ) -> PushResult:
-    """Export `source` (a run folder or model folder) and upload it to the model repo `repo_id`.
+    """Export `source` (a run folder or model folder) and upload it to the model repo `repo_id`; an adapter folder
+    (`adapter_config.json`) is uploaded alone, its base model named by `base_model` (a Hub id; needed when the
+    adapter names a local folder) and with its own card (`hf_rrg.hub.adapter_card`).
 
     The repo is created when missing (``HfApi.create_repo(..., exist_ok=True)``); the upload is one commit
     (``HfApi.upload_folder``). `api` is an ``huggingface_hub.HfApi`` (default: a new one with `token`). Without
-    `token` and `api`, a missing login is an error before the export starts.
+    `token` and `api`, a missing login is an error before the export starts; so is offline mode without `api`.
     """
+    from .adapter_card import is_adapter_folder, stage_adapter
+
     check_repo_id(repo_id)
+    if api is None:
+        check_online()
     if api is None and token is None:
         check_logged_in()
-    if api is None:
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
+    adapter = is_adapter_folder(source)
+    if base_model is not None and not adapter:
+        raise ValueError(f"--base-model names the base of an adapter; {source} is not an adapter folder (no "
+                         "adapter_config.json)")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="hf-rrg-push-") as tmp:
-        folder = export_model(source, Path(tmp) / repo_id.split("/")[-1], repo_id=repo_id, license=license)
+        target = Path(tmp) / repo_id.split("/")[-1]
+        if adapter:
+            folder = stage_adapter(Path(source), target, repo_id, base_model)
+        else:
+            folder = export_model(source, target, repo_id=repo_id, license=license)
+        if api is None:
+            from huggingface_hub import HfApi
+
+            api = HfApi(token=token)
         files = sorted(path.name for path in folder.iterdir() if path.is_file())
         repo_url = api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
         commit = api.upload_folder(

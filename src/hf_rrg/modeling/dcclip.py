@@ -31,6 +31,16 @@ def prompt_one_hot(prompt_ids: torch.Tensor, num_observations: int) -> torch.Ten
     return F.one_hot(prompt_ids.long(), num_observations + 1)[..., :num_observations].float()
 
 
+def study_image_features(
+    visual_extractor: VisualExtractor, pixel_values: torch.Tensor, view_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """v = E_img(x) (Eq. 1a), (B, D): each view's global-average-pooled CNN feature, averaged over the study's real
+    views (also what DCCLIP's image classification of Table 3 reads)."""
+    _, token_mask, pooled = visual_extractor(pixel_values, view_mask)
+    views = token_mask.view(pooled.size(0), pooled.size(1), -1)[..., 0].to(pooled.dtype)
+    return (pooled * views.unsqueeze(-1)).sum(1) / views.sum(1, keepdim=True)
+
+
 class PromptedProjection(nn.Module):
     """f(concat(x, e_prompt)) -> R^P (Eq. 1b / 2b), a Linear layer (the paper does not give the head's depth).
 
@@ -110,9 +120,7 @@ class DCCLIPEncoder(nn.Module):
 
     def encode_image(self, pixel_values: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
         """v = E_img(x) (Eq. 1a): global-average-pooled CNN feature, mean over the study's real views."""
-        _, token_mask, pooled = self.visual_extractor(pixel_values, view_mask)
-        views = token_mask.view(pooled.size(0), pooled.size(1), -1)[..., 0].to(pooled.dtype)
-        return (pooled * views.unsqueeze(-1)).sum(1) / views.sum(1, keepdim=True)
+        return study_image_features(self.visual_extractor, pixel_values, view_mask)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """t = E_txt(x) (Eq. 2a): BERT's first-token state (`cls`) or the masked mean of its states (`mean`)."""
@@ -161,4 +169,4 @@ class DCCLIPEncoder(nn.Module):
             )
 
 
-__all__ = ["DCCLIPEncoder", "ObservationHeads", "PromptedProjection", "prompt_one_hot"]
+__all__ = ["DCCLIPEncoder", "ObservationHeads", "PromptedProjection", "prompt_one_hot", "study_image_features"]
