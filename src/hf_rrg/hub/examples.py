@@ -39,8 +39,8 @@ def example_images(count: int = EXAMPLE_COUNT) -> list[ExampleImage]:
                     key=lambda row: row["id"])[:count]  # fmt: skip
     return [
         ExampleImage(
-            path=metadata.parent / row["file"],
-            name=Path(row["file"]).name,
+            path=metadata.parent / row["file_name"],
+            name=Path(row["file_name"]).name,
             licence=row["license"],
             source_url=row["source_url"],
             credit=row.get("credit") or "the authors of the linked article",
