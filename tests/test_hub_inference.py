@@ -181,6 +181,7 @@ def test_space_folder_metadata_and_rules(exported, tmp_path):
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py" and "models" not in meta  # bundled model
     settings = json.loads((space / "space_config.json").read_text())
     assert settings["model"] == "model" and settings["dicom_modalities"] == ["CR", "DX", "RG"]
+    assert settings["title"] == "r2gen-tiny"  # the exported model's name (its card's title), not the folder's
     assert all((space / example).is_file() for example in settings["examples"])
     assert (space / "model" / "model.safetensors").read_bytes() == (exported / "model.safetensors").read_bytes()
     assert "gradio>=" in (space / "requirements.txt").read_text()
@@ -213,17 +214,24 @@ def test_space_app_settings_and_errors_without_a_browser(exported, shared_data, 
     settings = space_app.AppSettings.from_file(write_space(exported, tmp_path / "s") / "space_config.json")
     model, processor = space_app.load_model(settings.model, device="cpu")
     png, _, _, dicom, _ = (str(path) for path in misc_images(shared_data))
-    report, pictures, findings, about, error = space_app.run_study(model, processor, settings, png, None, [dicom], 3, 29)
-    assert error == "" and report and len(pictures) >= 2 and findings is None and "cross-attention" in about
-    assert space_app.generate_kwargs(model, 3, 29) == {} and space_app.generate_kwargs(model, 1, 5) == {
-        "num_beams": 1, "max_new_tokens": 5}  # fmt: skip
-    empty = space_app.run_study(model, processor, settings, None, None, None, 3, 29)
+    beams, tokens = model.generation_config.num_beams, model.generation_config.max_new_tokens
+    assert space_app.default_settings(model) == (beams, tokens)  # the sliders start at the model's settings
+    report, pictures, findings, about, error = space_app.run_study(model, processor, settings, png, None, [dicom],
+                                                                   beams, tokens)  # fmt: skip
+    assert error == "" and len(pictures) >= 2 and findings is None and "cross-attention" in about
+    assert about.startswith(f"2 views, {beams} beams, at most {tokens} new tokens.")
+    assert report == report_pipeline(exported, device="cpu")((png, dicom))[0]["generated_text"]
+    assert space_app.generate_kwargs(model, beams, tokens) == {}
+    assert space_app.generate_kwargs(model, beams + 1, tokens - 1) == {"num_beams": beams + 1,
+                                                                       "max_new_tokens": tokens - 1}  # fmt: skip
+    empty = space_app.run_study(model, processor, settings, None, None, None, beams, tokens)
     assert empty[4] == "**Error:** Upload at least one view: a PNG or JPEG in an image box, or a DICOM file."
-    too_many = space_app.run_study(model, processor, settings, png, png, [png], 3, 29)
+    too_many = space_app.run_study(model, processor, settings, png, png, [png], beams, tokens)
     assert "at most 2 views" in too_many[4]
     Image.new("RGB", (8, 8)).save(tmp_path / "flat.png")
-    flat = space_app.run_study(model, processor, settings, str(tmp_path / "flat.png"), None, None, 3, 29)
+    flat = space_app.run_study(model, processor, settings, str(tmp_path / "flat.png"), None, None, beams, tokens)
     assert "flat.png" in flat[4] and "constant" in flat[4] and flat[0] == ""
+    assert str(tmp_path) not in flat[4]  # the page names the file, not the server's upload folder
 
 
 def test_generate_heatmap_writes_overlays(exported, shared_data, tmp_path, capsys):
