@@ -207,6 +207,34 @@ def test_space_folder_metadata_and_rules(exported, tmp_path):
         write_space(tmp_path / "missing", tmp_path / "x")
 
 
+def test_space_and_demo_commands(exported, tmp_path, capsys, monkeypatch):
+    """`hf-rrg space` writes the folder with its options; `hf-rrg demo` serves the page of the model (the server
+    replaced by a recorder) and says what to install when gradio is missing."""
+    from hf_rrg.hub import space_app
+
+    out = tmp_path / "space"
+    assert main(["space", str(exported), "--out", str(out), "--title", "Chest X-ray demo", "--modalities", "DX"]) == 0
+    assert f"Wrote the Space for {exported} to {out}" in capsys.readouterr().out
+    settings = json.loads((out / "space_config.json").read_text())
+    assert settings["title"] == "Chest X-ray demo" and settings["dicom_modalities"] == ["DX"]
+
+    pytest.importorskip("gradio", reason="the demo extra is not installed: pip install '.[dev]'")
+    served = {}
+    monkeypatch.setattr(space_app, "launch", lambda demo, host=None, port=None: served.update(demo=demo, host=host,
+                                                                                             port=port))  # fmt: skip
+    assert main(["demo", str(exported), "--port", "7999"]) == 0
+    assert f"Serving the demo page of {exported} on http://127.0.0.1:7999" in capsys.readouterr().out
+    demo = served["demo"]
+    assert (served["host"], served["port"]) == ("127.0.0.1", 7999) and demo.title == "r2gen-tiny"
+    ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
+    assert {"rrg-view-1", "rrg-view-2", "rrg-files", "rrg-beams", "rrg-max-new-tokens", "rrg-report",
+            "rrg-gallery", "rrg-error"} <= ids and "rrg-view-3" not in ids  # max_views 2  # fmt: skip
+
+    monkeypatch.setitem(__import__("sys").modules, "gradio", None)  # import gradio fails
+    assert main(["demo", str(exported)]) == 1
+    assert 'install it with: pip install "hf-rrg[demo]"' in capsys.readouterr().err
+
+
 def test_space_app_settings_and_errors_without_a_browser(exported, shared_data, tmp_path):
     """The click handler of the page: the report, per-view overlays, and one-line messages for bad input."""
     from hf_rrg.hub import space_app
