@@ -275,4 +275,4 @@ def test_generate_heatmap_writes_overlays(exported, shared_data, tmp_path, capsy
     written = sorted(out.glob("00000001_000_*.png"))
     assert written and len(written) % 2 == 0  # one overlay per view of every sentence
     assert Image.open(written[0]).size == (64, 64)
-    assert f"overlays (cross-attention" in captured.err and str(out) in captured.err
+    assert "overlays (cross-attention" in captured.err and str(out) in captured.err

@@ -41,7 +41,7 @@ def chromium_paths() -> tuple[str, str]:
     reason = "chromium/chromedriver are not installed"
     if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
         command = f"apt-get update -qq && apt-get install -y -qq {' '.join(APT_PACKAGES)}"
-        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=900)
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=900, check=False)
         found = shutil.which("chromium"), shutil.which("chromedriver")
         if all(found):
             return found  # type: ignore[return-value]

@@ -2,7 +2,7 @@
 
 The folder holds ``app.py`` (`hf_rrg.hub.space_app`), ``report_explanation.py`` (what explains each report),
 ``requirements.txt``, ``README.md`` with the Space metadata (``sdk: gradio``, ``models:``), ``space_config.json``
-(the model, title, accepted DICOM modalities, examples) and ``examples/`` (CC BY chest X-rays of the demo set,
+(the model, how the page names it, title, accepted DICOM modalities, examples) and ``examples/`` (CC BY chest X-rays of the demo set,
 credited in the README). The model is named by its Hub id, or, for a local export, copied into ``model/`` so the
 Space runs as written. The folder follows the rules of every hf-rrg export (`hf_rrg.export_folder`): written beside
 the target and swapped in, replaced with ``overwrite`` only when it is a previous Space export.

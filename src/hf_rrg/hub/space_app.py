@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,7 @@ def study_views(images: list[str | None], files: list[Any] | None, allowed: list
     return views
 
 
-def error_message(error: BaseException, uploads: list[str] = ()) -> str:
+def error_message(error: BaseException, uploads: Sequence[str] = ()) -> str:
     """One line for the page: the message of an input error, a generic one (type and message) for anything else.
     Each upload's server-side path becomes its file name (the user's name for it)."""
     text = " ".join(str(error).split()) or type(error).__name__
