@@ -181,6 +181,7 @@ def test_space_folder_metadata_and_rules(exported, tmp_path):
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py" and "models" not in meta  # bundled model
     settings = json.loads((space / "space_config.json").read_text())
     assert settings["model"] == "model" and settings["dicom_modalities"] == ["CR", "DX", "RG"]
+    assert settings["title"] == "r2gen-tiny"  # the exported model's name (its card's title), not the folder's
     assert all((space / example).is_file() for example in settings["examples"])
     assert (space / "model" / "model.safetensors").read_bytes() == (exported / "model.safetensors").read_bytes()
     assert "gradio>=" in (space / "requirements.txt").read_text()
@@ -206,6 +207,34 @@ def test_space_folder_metadata_and_rules(exported, tmp_path):
         write_space(tmp_path / "missing", tmp_path / "x")
 
 
+def test_space_and_demo_commands(exported, tmp_path, capsys, monkeypatch):
+    """`hf-rrg space` writes the folder with its options; `hf-rrg demo` serves the page of the model (the server
+    replaced by a recorder) and says what to install when gradio is missing."""
+    from hf_rrg.hub import space_app
+
+    out = tmp_path / "space"
+    assert main(["space", str(exported), "--out", str(out), "--title", "Chest X-ray demo", "--modalities", "DX"]) == 0
+    assert f"Wrote the Space for {exported} to {out}" in capsys.readouterr().out
+    settings = json.loads((out / "space_config.json").read_text())
+    assert settings["title"] == "Chest X-ray demo" and settings["dicom_modalities"] == ["DX"]
+
+    pytest.importorskip("gradio", reason="the demo extra is not installed: pip install '.[dev]'")
+    served = {}
+    monkeypatch.setattr(space_app, "launch", lambda demo, host=None, port=None: served.update(demo=demo, host=host,
+                                                                                             port=port))  # fmt: skip
+    assert main(["demo", str(exported), "--port", "7999"]) == 0
+    assert f"Serving the demo page of {exported} on http://127.0.0.1:7999" in capsys.readouterr().out
+    demo = served["demo"]
+    assert (served["host"], served["port"]) == ("127.0.0.1", 7999) and demo.title == "r2gen-tiny"
+    ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
+    assert {"rrg-view-1", "rrg-view-2", "rrg-files", "rrg-beams", "rrg-max-new-tokens", "rrg-report",
+            "rrg-gallery", "rrg-error"} <= ids and "rrg-view-3" not in ids  # max_views 2  # fmt: skip
+
+    monkeypatch.setitem(__import__("sys").modules, "gradio", None)  # import gradio fails
+    assert main(["demo", str(exported)]) == 1
+    assert 'install it with: pip install "hf-rrg[demo]"' in capsys.readouterr().err
+
+
 def test_space_app_settings_and_errors_without_a_browser(exported, shared_data, tmp_path):
     """The click handler of the page: the report, per-view overlays, and one-line messages for bad input."""
     from hf_rrg.hub import space_app
@@ -213,17 +242,24 @@ def test_space_app_settings_and_errors_without_a_browser(exported, shared_data, 
     settings = space_app.AppSettings.from_file(write_space(exported, tmp_path / "s") / "space_config.json")
     model, processor = space_app.load_model(settings.model, device="cpu")
     png, _, _, dicom, _ = (str(path) for path in misc_images(shared_data))
-    report, pictures, findings, about, error = space_app.run_study(model, processor, settings, png, None, [dicom], 3, 29)
-    assert error == "" and report and len(pictures) >= 2 and findings is None and "cross-attention" in about
-    assert space_app.generate_kwargs(model, 3, 29) == {} and space_app.generate_kwargs(model, 1, 5) == {
-        "num_beams": 1, "max_new_tokens": 5}  # fmt: skip
-    empty = space_app.run_study(model, processor, settings, None, None, None, 3, 29)
+    beams, tokens = model.generation_config.num_beams, model.generation_config.max_new_tokens
+    assert space_app.default_settings(model) == (beams, tokens)  # the sliders start at the model's settings
+    report, pictures, findings, about, error = space_app.run_study(model, processor, settings, png, None, [dicom],
+                                                                   beams, tokens)  # fmt: skip
+    assert error == "" and len(pictures) >= 2 and findings is None and "cross-attention" in about
+    assert about.startswith(f"2 views, {beams} beams, at most {tokens} new tokens.")
+    assert report == report_pipeline(exported, device="cpu")((png, dicom))[0]["generated_text"]
+    assert space_app.generate_kwargs(model, beams, tokens) == {}
+    assert space_app.generate_kwargs(model, beams + 1, tokens - 1) == {"num_beams": beams + 1,
+                                                                       "max_new_tokens": tokens - 1}  # fmt: skip
+    empty = space_app.run_study(model, processor, settings, None, None, None, beams, tokens)
     assert empty[4] == "**Error:** Upload at least one view: a PNG or JPEG in an image box, or a DICOM file."
-    too_many = space_app.run_study(model, processor, settings, png, png, [png], 3, 29)
+    too_many = space_app.run_study(model, processor, settings, png, png, [png], beams, tokens)
     assert "at most 2 views" in too_many[4]
     Image.new("RGB", (8, 8)).save(tmp_path / "flat.png")
-    flat = space_app.run_study(model, processor, settings, str(tmp_path / "flat.png"), None, None, 3, 29)
+    flat = space_app.run_study(model, processor, settings, str(tmp_path / "flat.png"), None, None, beams, tokens)
     assert "flat.png" in flat[4] and "constant" in flat[4] and flat[0] == ""
+    assert str(tmp_path) not in flat[4]  # the page names the file, not the server's upload folder
 
 
 def test_generate_heatmap_writes_overlays(exported, shared_data, tmp_path, capsys):
@@ -239,4 +275,4 @@ def test_generate_heatmap_writes_overlays(exported, shared_data, tmp_path, capsy
     written = sorted(out.glob("00000001_000_*.png"))
     assert written and len(written) % 2 == 0  # one overlay per view of every sentence
     assert Image.open(written[0]).size == (64, 64)
-    assert f"overlays (cross-attention" in captured.err and str(out) in captured.err
+    assert "overlays (cross-attention" in captured.err and str(out) in captured.err

@@ -4,6 +4,7 @@ two-view study with a DICOM, give the pipeline's reports; a bad file and a CT DI
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 from test_hub_fixtures import BLOCK_HF_RRG, build_model_and_processor, misc_images, real_reports
 
 from hf_rrg.hub import export_model, report_pipeline
@@ -26,6 +28,7 @@ CHROMIUM_FLAGS = (
 )  # fmt: skip
 APT_PACKAGES = ("chromium", "chromium-driver")
 SCREENSHOT_ENV = "HF_RRG_SPACE_SCREENSHOT"  # also save the screenshot there (how docs/images/space_demo.png was made)
+SCREENSHOT_COLOURS = 128  # the copy is a palette PNG: small enough to commit
 STARTUP_SECONDS = 300
 REPORT_SECONDS = 180
 
@@ -38,7 +41,7 @@ def chromium_paths() -> tuple[str, str]:
     reason = "chromium/chromedriver are not installed"
     if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
         command = f"apt-get update -qq && apt-get install -y -qq {' '.join(APT_PACKAGES)}"
-        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=900)
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=900, check=False)
         found = shutil.which("chromium"), shutil.which("chromedriver")
         if all(found):
             return found  # type: ignore[return-value]
@@ -65,41 +68,57 @@ def exported(tmp_path_factory, shared_data: Path) -> Path:
     return export_model(base / "model", base / "export", model_name="r2gen-tiny")
 
 
-@pytest.fixture(scope="module")
-def space_url(exported: Path, tmp_path_factory):
-    """The Space folder served by its own app.py on a free port of 127.0.0.1, hf_rrg blocked."""
-    pytest.importorskip("gradio", reason="the demo extra is not installed: pip install '.[dev]'")
-    space = write_space(exported, tmp_path_factory.mktemp("space") / "space")
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
-               HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", HF_MODULES_CACHE=str(space.parent / "modules"))  # fmt: skip
-    code = BLOCK_HF_RRG + "import runpy\nrunpy.run_path('app.py', run_name='__main__')\n"
-    log = open(space.parent / "app.log", "w")  # noqa: SIM115 (closed below)
-    server = subprocess.Popen([sys.executable, "-c", code], cwd=space, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
+class SpaceServer:
+    """The Space's own app.py, started in the background; `url()` waits until the page answers."""
+
+    def __init__(self, space: Path) -> None:
+        port = free_port()
+        env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
+                   HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", HF_MODULES_CACHE=str(space.parent / "modules"))  # fmt: skip
+        code = BLOCK_HF_RRG + "import runpy\nrunpy.run_path('app.py', run_name='__main__')\n"
+        self.log_path = space.parent / "app.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen([sys.executable, "-c", code], cwd=space, env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT)  # fmt: skip
+        self.address = f"http://127.0.0.1:{port}/"
+        self.ready = False
+
+    def url(self) -> str:
         deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if server.poll() is not None:
-                raise AssertionError(f"the Space app exited:\n{(space.parent / 'app.log').read_text()[-4000:]}")
+        while not self.ready:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the Space app exited:\n{self.log_path.read_text()[-4000:]}")
             try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        break
+                with urllib.request.urlopen(self.address, timeout=5) as response:
+                    self.ready = response.status == 200
             except OSError:
                 pass
-            if time.monotonic() > deadline:
+            if not self.ready and time.monotonic() > deadline:
                 raise AssertionError(f"the Space app did not answer in {STARTUP_SECONDS} s")
-            time.sleep(1)
-        yield url
-    finally:
-        server.terminate()
+            time.sleep(0 if self.ready else 0.5)
+        return self.address
+
+    def stop(self) -> None:
+        self.process.terminate()
         try:
-            server.wait(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+            self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def space_server(exported: Path, tmp_path_factory):
+    """The Space folder served by its own app.py on a free port of 127.0.0.1, hf_rrg blocked (starting while the
+    browser and the reference reports are prepared)."""
+    if importlib.util.find_spec("gradio") is None:
+        pytest.skip("gradio (the demo extra) is not installed: pip install '.[dev]'")
+    server = SpaceServer(write_space(exported, tmp_path_factory.mktemp("space") / "space"))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -144,10 +163,11 @@ class Page:
         self.find("#rrg-files input[type=file]").send_keys("\n".join(str(path) for path in paths))
         self.wait.until(lambda d: all(path.stem in self.find("#rrg-files").text for path in paths))  # name, size
 
-    def submit(self) -> tuple[str, str]:
-        """(report, error message) once either appears."""
+    def submit(self, settings: str = "") -> tuple[str, str]:
+        """(report, error message) once either appears (and the page says it used `settings`: a report that
+        replaces an earlier one on the same page may be the same text)."""
         self.find("#rrg-submit").click()
-        self.wait.until(lambda d: self.report() or self.error())
+        self.wait.until(lambda d: (self.report() and settings in self.find("#rrg-about").text) or self.error())
         return self.report(), self.error()
 
     def report(self) -> str:
@@ -156,41 +176,76 @@ class Page:
     def error(self) -> str:
         return self.find("#rrg-error").text.strip()
 
+    def open_settings(self) -> None:
+        """Open the "Generation settings" accordion (once)."""
+        if not self.driver.find_elements(self.by.CSS_SELECTOR, "#rrg-beams input[type=number]"):
+            self.driver.find_element(self.by.XPATH, "//*[normalize-space(text())='Generation settings']").click()
+        self.wait.until(lambda d: d.find_elements(self.by.CSS_SELECTOR, "#rrg-beams input[type=number]"))
+
+    def setting(self, name: str) -> int:
+        return int(self.find(f"#rrg-{name} input[type=number]").get_attribute("value"))
+
+    def set_setting(self, name: str, value: int) -> None:
+        from selenium.webdriver.common.keys import Keys
+
+        box = self.find(f"#rrg-{name} input[type=number]")
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(str(value), Keys.TAB)
+        self.wait.until(lambda d: self.setting(name) == value)
+
     def gallery_images(self) -> int:
         return len(self.driver.find_elements(self.by.CSS_SELECTOR, "#rrg-gallery img"))
 
 
-def test_space_page_reports_like_the_pipeline_and_shows_errors(space_url, browser, exported, shared_data, tmp_path):
+def save_small_copy(screenshot: Path, target: str) -> None:
+    """A palette-PNG copy of the screenshot (what README.md shows)."""
+    from PIL import Image
+
+    with Image.open(screenshot) as image:
+        image.convert("RGB").quantize(SCREENSHOT_COLOURS).save(target, optimize=True)
+
+
+def test_space_page_reports_like_the_pipeline_and_shows_errors(space_server, browser, exported, shared_data, tmp_path):
     png, _, _, dicom, _ = misc_images(shared_data)
     pipe = report_pipeline(exported, device="cpu")
+    beams = pipe.model.generation_config.num_beams
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the references are computed while the Space app starts on the other core(s)
+    try:
+        single, single_greedy = (pipe(str(png), num_beams=n)[0]["generated_text"] for n in (beams, 1))
+        study = pipe((str(png), str(dicom)))[0]["generated_text"]
+    finally:
+        torch.set_num_threads(threads)
+    assert beams > 1
 
-    page = Page(browser, space_url)
+    page = Page(browser, space_server.url())
     page.upload_view(1, png)
-    report, error = page.submit()
-    assert error == ""
-    assert report == pipe(str(png))[0]["generated_text"]
+    assert page.submit() == (single, "")
+    page.open_settings()
+    assert page.setting("beams") == beams  # the page starts at the model's generation settings
+    page.set_setting("beams", 1)
+    assert page.submit(settings="1 view, 1 beam,") == (single_greedy, "")
 
-    page = Page(browser, space_url)  # a fresh page: a two-view study, the lateral view a DICOM
+    page = Page(browser, space_server.url())  # a fresh page: a two-view study, the lateral view a DICOM
     page.upload_view(1, png)
     page.upload_files(dicom)
-    report, error = page.submit()
-    assert error == ""
-    assert report == pipe((str(png), str(dicom)))[0]["generated_text"]
+    assert page.submit() == (study, "")
     page.wait.until(lambda d: page.gallery_images() >= 2)  # one overlay per view and sentence
     assert "cross-attention" in page.find("#rrg-about").text
+    page.open_settings()
     screenshot = tmp_path / "space_demo.png"
     browser.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
     if os.environ.get(SCREENSHOT_ENV):
-        shutil.copyfile(screenshot, os.environ[SCREENSHOT_ENV])
+        save_small_copy(screenshot, os.environ[SCREENSHOT_ENV])
 
     broken = tmp_path / "broken.dcm"
     broken.write_bytes(b"this is not a DICOM file" * 20)
-    page = Page(browser, space_url)
+    page = Page(browser, space_server.url())
     page.upload_files(broken)
     report, error = page.submit()
-    assert report == ""
-    assert error.startswith("Error:") and "broken.dcm" in error and "Traceback" not in error
+    assert report == "" and error.startswith("Error:") and "Traceback" not in error
+    assert "DICOM file broken.dcm has no pixel data" in error  # named as uploaded, not by its server-side path
 
     import pydicom
 
@@ -198,7 +253,7 @@ def test_space_page_reports_like_the_pipeline_and_shows_errors(space_url, browse
     dataset = pydicom.dcmread(dicom)
     dataset.Modality = "CT"
     dataset.save_as(ct)
-    page = Page(browser, space_url)
+    page = Page(browser, space_server.url())
     page.upload_files(ct)
     report, error = page.submit()
     assert report == ""

@@ -165,17 +165,20 @@ def _demo(args: argparse.Namespace) -> int:
     from . import space_app
     from .examples import example_images
     from .loading import load_model_and_processor
+    from .space import card_title
 
     try:
         import gradio  # noqa: F401
     except ImportError as error:
         raise ImportError(f"hf-rrg demo needs gradio ({error}); install it with: pip install \"hf-rrg[demo]\"") from None
+    local = Path(args.model).is_dir()
     settings = space_app.AppSettings(
         model=args.model,
+        title=card_title(Path(args.model)) if local else args.model.split("/")[-1],
         dicom_modalities=list(args.modalities or space_app.XRAY_MODALITIES),
         examples=[str(example.path) for example in example_images()],
     )
-    if Path(args.model).is_dir():  # checked (missing files, checksums) and loaded with hf-rrg's classes
+    if local:  # checked (missing files, checksums) and loaded with hf-rrg's classes
         model, processor = load_model_and_processor(args.model)
     else:
         model, processor = space_app.load_model(args.model)

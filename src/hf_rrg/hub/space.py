@@ -2,7 +2,7 @@
 
 The folder holds ``app.py`` (`hf_rrg.hub.space_app`), ``report_explanation.py`` (what explains each report),
 ``requirements.txt``, ``README.md`` with the Space metadata (``sdk: gradio``, ``models:``), ``space_config.json``
-(the model, title, accepted DICOM modalities, examples) and ``examples/`` (CC BY chest X-rays of the demo set,
+(the model, how the page names it, title, accepted DICOM modalities, examples) and ``examples/`` (CC BY chest X-rays of the demo set,
 credited in the README). The model is named by its Hub id, or, for a local export, copied into ``model/`` so the
 Space runs as written. The folder follows the rules of every hf-rrg export (`hf_rrg.export_folder`): written beside
 the target and swapped in, replaced with ``overwrite`` only when it is a previous Space export.
@@ -65,7 +65,7 @@ def write_space(
     if hub_id is not None and not _HUB_ID.match(hub_id):
         raise ValueError(f"--model-id {hub_id!r} is not a Hub id of the form org/name.")
     check_output_folder(out_dir, EXPORT_KIND, [Path(model)] if local else [], overwrite)
-    name = title or (hub_id or Path(model).resolve().name).split("/")[-1]
+    name = title or (card_title(Path(model)) if local else None) or str(hub_id).split("/")[-1]
     with staged_folder(out_dir) as staging:
         shutil.copyfile(space_app.__file__, staging / "app.py")
         shutil.copyfile(report_explanation.__file__, staging / "report_explanation.py")
@@ -76,6 +76,7 @@ def write_space(
             source = BUNDLED_MODEL_DIR
         settings = {
             "model": source,
+            "model_label": hub_id or name,
             "title": name,
             "dicom_modalities": list(dicom_modalities or space_app.XRAY_MODALITIES),
             "examples": examples,
@@ -85,6 +86,18 @@ def write_space(
         (staging / "README.md").write_text(space_card(name, hub_id), encoding="utf-8")
         write_manifest(staging, EXPORT_KIND, (staging / BUNDLED_MODEL_DIR).glob("*.safetensors"))
     return out_dir
+
+
+def card_title(model_dir: Path) -> str:
+    """The title of a model folder's card (the first ``# `` heading of its README.md), else the folder's name."""
+    card = model_dir / "README.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        body = text.split("---\n", 2)[-1] if text.startswith("---\n") else text  # after the YAML front matter
+        for line in body.splitlines():
+            if line.startswith("# ") and line[2:].strip():
+                return line[2:].strip()
+    return model_dir.resolve().name
 
 
 def gradio_version() -> str:

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,11 +127,16 @@ def check_modality(path: str, allowed: list[str]) -> None:
         )
 
 
+def uploaded_paths(images: list[str | None], files: list[Any] | None) -> list[str]:
+    """The server-side paths of the uploads, in order: the image widgets' files, then the file input's."""
+    paths = [image for image in images if image]
+    paths += [item if isinstance(item, str) else getattr(item, "name", str(item)) for item in files or []]
+    return paths
+
+
 def study_views(images: list[str | None], files: list[Any] | None, allowed: list[str], limit: int) -> list[str]:
     """The study's views, in order: the image widgets' files, then the uploaded files (checked for modality)."""
-    views = [image for image in images if image]
-    for item in files or []:
-        views.append(item if isinstance(item, str) else getattr(item, "name", str(item)))
+    views = uploaded_paths(images, files)
     if not views:
         raise InputError("Upload at least one view: a PNG or JPEG in an image box, or a DICOM file.")
     if len(views) > limit:
@@ -140,9 +146,12 @@ def study_views(images: list[str | None], files: list[Any] | None, allowed: list
     return views
 
 
-def error_message(error: BaseException) -> str:
-    """One line for the page: the message of an input error, a generic one (type and message) for anything else."""
+def error_message(error: BaseException, uploads: Sequence[str] = ()) -> str:
+    """One line for the page: the message of an input error, a generic one (type and message) for anything else.
+    Each upload's server-side path becomes its file name (the user's name for it)."""
     text = " ".join(str(error).split()) or type(error).__name__
+    for path in sorted(uploads, key=len, reverse=True):
+        text = text.replace(path, Path(path).name)
     if isinstance(error, (InputError, ValueError, OSError, ImportError)):
         return text
     return f"The model failed on this study ({type(error).__name__}: {text})."
@@ -171,10 +180,19 @@ def run_study(model: Any, processor: Any, settings: AppSettings, *inputs: Any) -
         explanation = explain_report(model, processor, views, generate_kwargs(model, beams, max_new_tokens))
     except Exception as error:  # shown on the page as one message; the traceback goes to the server log only
         logger.warning("study failed", exc_info=True)
-        return "", [], None, "", f"**Error:** {error_message(error)}"
+        return "", [], None, "", f"**Error:** {error_message(error, uploaded_paths(list(images), files))}"
     caption = f"**{explanation.findings_title}**" if explanation.findings else ""
     kind = f"Pictures: {explanation.kind}." if explanation.kind else ""
-    return explanation.report, explanation.overlays(), findings_value(explanation), f"{kind} {caption}".strip(), ""
+    about = f"{settings_line(len(views), beams, max_new_tokens)} {kind} {caption}".strip()
+    return explanation.report, explanation.overlays(), findings_value(explanation), about, ""
+
+
+def settings_line(views: int, beams: float, max_new_tokens: float) -> str:
+    """What the report was generated from and with, e.g. "2 views, 3 beams, at most 60 new tokens."."""
+    def count(number: float, noun: str) -> str:
+        return f"{int(number)} {noun}{'' if int(number) == 1 else 's'}"
+
+    return f"{count(views, 'view')}, {count(beams, 'beam')}, at most {count(max_new_tokens, 'new token')}."
 
 
 # ------------------------------------------------------------------------------------------------ the page
