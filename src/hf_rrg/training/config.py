@@ -8,9 +8,6 @@ silently trains with a default.
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,8 @@ from typing import Any
 import yaml
 
 from hf_rrg.resources import shipped_training_configs, training_config_dir
+
+from .config_parsing import ConfigError, build_dataclass, plain_data, apply_overrides, parse_override, parse_section
 
 
 @dataclass
@@ -221,125 +220,17 @@ class TrainingConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (tuples as lists), ready for YAML/JSON."""
-        return _plain(asdict(self))
+        return plain_data(asdict(self))
 
     def save(self, path: str | Path) -> None:
         """Write the config as YAML (what `load_config` reads back)."""
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
 
 
-class ConfigError(ValueError):
-    """A training config that cannot be used; the message names the key and what to do."""
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
-
-
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Check/convert a YAML value against a field annotation (numbers given as strings, e.g. `5e-5`, included)."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, where)
-            except ConfigError as error:
-                errors.append(str(error))
-        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
-    if annotation is Any:
-        return value
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
-            return value.lower() in ("true", "yes")
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{where} must be an integer, got {value!r}")
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where} must be a number, got {value!r}")
-    if annotation is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{where} must be a string, got {value!r}")
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        args = typing.get_args(annotation)
-        item_type = args[0] if args else Any
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ConfigError(f"{where} must have {len(args)} items, got {value!r}")
-            return tuple(_coerce(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, args)))
-        items = [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict or annotation is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping, got {value!r}")
-        return dict(value)
-    if dataclasses.is_dataclass(annotation):
-        return _build(annotation, value, where)
-    return value
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'the config'} must be a mapping of keys to values, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [key for key in data if key not in names]
-    if unknown:
-        prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown config key(s) {[prefix + str(k) for k in unknown]}; valid keys{' of ' + where if where else ''} "
-            f"are {names}. Fix the spelling or remove the key."
-        )
-    kwargs = {
-        key: _coerce(value, hints[key], f"{where}.{key}" if where else key) for key, value in data.items()
-    }
-    return cls(**kwargs)
-
-
-def parse_section(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass `cls` from a mapping with the same checks as the config itself (unknown keys name the valid
-    ones, values are coerced to the field types); `where` names the section in errors (e.g. `recipe_options`)."""
-    return _build(cls, data, where)
-
-
 def config_from_dict(data: dict[str, Any]) -> TrainingConfig:
     """Validate a plain mapping (as read from YAML) into a `TrainingConfig`. `method` is required: a config without
     it would otherwise train the default method silently."""
-    config = _build(TrainingConfig, data, "")
+    config = build_dataclass(TrainingConfig, data, "")
     if "method" not in data or data["method"] in (None, ""):
         raise ConfigError(
             "the config has no `method:` (the model to train); add e.g. `method: r2gencmn`, or start from a shipped "
@@ -377,40 +268,6 @@ def _check_basics(config: TrainingConfig) -> None:
         raise ConfigError(f"tokenizer.min_count must be >= 1, got {config.tokenizer.min_count}")
     if config.tokenizer.max_words is not None and config.tokenizer.max_words < 1:
         raise ConfigError(f"tokenizer.max_words must be >= 1 or null, got {config.tokenizer.max_words}")
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`"optimizer.lr_rest=1e-3"` -> (["optimizer", "lr_rest"], 0.001): the value is read as YAML."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} is not KEY=VALUE (e.g. --set training.epochs=5)")
-    key, raw = text.split("=", 1)
-    path = [part for part in key.strip().split(".")]
-    if not all(path):
-        raise ConfigError(f"override {text!r} has an empty key part; write e.g. training.epochs=5")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML ({error})") from None
-    return path, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `section.key=value` overrides to a config mapping (a new mapping is returned)."""
-    import copy
-
-    data = copy.deepcopy(data)
-    for text in overrides or []:
-        path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {text!r}: {part!r} is a value, not a section")
-            node = child
-        node[path[-1]] = value
-    return data
 
 
 def packaged_config_dir() -> Path:
