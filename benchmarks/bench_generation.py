@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
-import platform
 import resource
 import time
 
 import torch
+from bench_common import machine, print_table
 
 import hf_rrg  # noqa: F401
 from hf_rrg import R2GenCMNConfig, R2GenCMNForConditionalGeneration, R2GenConfig, R2GenForConditionalGeneration
@@ -29,11 +28,6 @@ MODELS = {
     "R2GenCMN": (R2GenCMNForConditionalGeneration, R2GenCMNConfig),
 }
 
-
-def machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
 
 
 def timed(function, device: torch.device, repeats: int) -> float:
@@ -112,11 +106,7 @@ def main() -> None:
             rows.append(pool.apply(measure, (name, args)))
     print(f"\nMachine: {machine(torch.device(args.device))}; batch {args.batch_size}, beam {args.beams}, "
           f"{args.tokens} tokens, 2 views of {args.image_size} px, vocabulary {args.vocab_size}\n")  # fmt: skip
-    header = list(rows[0])
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -19,24 +19,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import resource
 import time
 
 import torch
+from bench_common import machine, print_table, synchronize
 
 
-def machine(device: torch.device) -> str:
-    load = ", load average %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}{load}"
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {torch.get_num_threads()} torch threads on {os.cpu_count()} cores, torch {torch.__version__}{load}"
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def matmul_gflops(dim: int, block: int, device: torch.device, repeats: int = 5) -> float:
@@ -131,11 +120,7 @@ def main() -> None:
         with context.Pool(1) as pool:
             rows.append(pool.apply(measure, (args, with_patients)))
     print(f"\nMachine: {machine(torch.device(args.device))}; top-{args.k}, tiles of {args.block_size} rows\n")
-    header = list(rows[0])
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -30,14 +30,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing
-import os
-import platform
 import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from bench_common import machine, print_table, synchronize
 
 #: row name -> shipped config (paper settings on IU X-Ray)
 METHODS = {
@@ -54,17 +53,6 @@ SPECIALS = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "unk_token_
 SENTENCE_END = 4  # the `.` token of the benchmark vocabulary
 
 
-def machine(device: torch.device) -> str:
-    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}{load}"
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {torch.get_num_threads()} torch threads on {os.cpu_count()} cores, torch {torch.__version__}{load}"
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(function: Callable[[], object], device: torch.device) -> float:
@@ -261,12 +249,7 @@ def main() -> None:
     device = torch.device(args.device)
     precision = "bf16 autocast" if device.type == "cuda" and args.dtype == "bfloat16" else "float32"
     print(f"\nMachine: {machine(device)}; batch {args.batch_size}, 2 views of {args.image_size} px, {precision}\n")
-    header = list(rows[0])
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(f"{row.get(k):.2f}" if isinstance(row.get(k), float) else str(row.get(k))
-                                for k in header) + " |")  # fmt: skip
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+from ..command_groups import command_group
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `asgk` command group to the `hf-rrg` parser."""
-    group = subparsers.add_parser("asgk", help="ASGK: visualise what the model looked at, tag files, GloVe vectors")
-    commands = group.add_subparsers(dest="asgk_command", metavar="COMMAND")
+    commands = command_group(subparsers, "asgk", "ASGK: visualise what the model looked at, tag files, GloVe vectors")
 
     show = commands.add_parser(
         "visualize",
@@ -43,7 +44,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     glove.add_argument("--window", type=int, default=10, help="co-occurrence distance in words (default 10)")
     glove.add_argument("--out", type=Path, required=True, help="GloVe text file to write")
     glove.set_defaults(func=run_glove)
-    group.set_defaults(func=lambda args: group.print_help() or 2)
 
 
 def run_visualize(args: argparse.Namespace) -> int:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..command_groups import command_group
 from ..data.commands import add_split_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `coatt` command group to the `hf-rrg` parser."""
-    group = subparsers.add_parser("coatt", help="CoAtt: the tag vocabulary of its multi-label classifier, tag recall")
-    commands = group.add_subparsers(dest="coatt_command", metavar="COMMAND")
+    commands = command_group(subparsers, "coatt", "CoAtt: the tag vocabulary of its multi-label classifier, tag recall")
     tags = commands.add_parser(
         "tags",
         help="build the MLC tag vocabulary (IU X-Ray MTI tags, MeSH terms or report words) and print its size",
@@ -49,7 +49,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recall.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     recall.add_argument("--out", type=Path, default=None, help="JSON file to write the scores to")
     recall.set_defaults(func=run_tag_recall)
-    group.set_defaults(func=lambda args: group.print_help() or 2)
 
 
 def run_tags(args: argparse.Namespace) -> int:

@@ -8,11 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..command_groups import command_group
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `dcrrg` command group to the `hf-rrg` parser."""
-    group = subparsers.add_parser("dcrrg", help="DCRRG: per-observation inspection, DCCLIP retrieval / AUROC")
-    commands = group.add_subparsers(dest="dcrrg_command", metavar="COMMAND")
+    commands = command_group(subparsers, "dcrrg", "DCRRG: per-observation inspection, DCCLIP retrieval / AUROC")
     inspect = commands.add_parser(
         "inspect",
         help="per-observation probability and generated description of an image (Table 7)",
@@ -44,7 +45,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     retrieval.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     retrieval.set_defaults(func=run_retrieval)
     register_classify(commands)
-    group.set_defaults(func=lambda args: group.print_help() or 2)
 
 
 def register_classify(commands: argparse._SubParsersAction) -> None:

@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..command_groups import command_group
 from ..data.commands import add_split_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `ithn` command group to the `hf-rrg` parser."""
-    group = subparsers.add_parser("ithn", help="ITHN stages: hard-negative mining")
-    commands = group.add_subparsers(dest="ithn_command", metavar="STAGE")
+    commands = command_group(subparsers, "ithn", "ITHN stages: hard-negative mining", metavar="STAGE")
     mine = commands.add_parser(
         "mine",
         help="each report's nearest neighbours among the split's reports (§3.2), written as a neighbours file",
@@ -50,7 +50,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     backbone.add_argument("--repo-id", default=None, help="org/name the folder will be pushed to")
     backbone.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     backbone.set_defaults(func=run_export_backbone)
-    group.set_defaults(func=lambda args: group.print_help() or 2)
 
 
 def _annotation_rows(path: Path, split: str) -> dict[str, list[Any]]:

@@ -6,11 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+from ..command_groups import command_group
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `xpronet` command group to the `hf-rrg` parser."""
-    group = subparsers.add_parser("xpronet", help="XProNet stages: pseudo labels, prototype initialisation")
-    commands = group.add_subparsers(dest="xpronet_command", metavar="STAGE")
+    commands = command_group(subparsers, "xpronet", "XProNet stages: pseudo labels, prototype initialisation",
+                             metavar="STAGE")
 
     def dataset_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("dataset", help="builder name (iu_xray, mimic_cxr, report_folder, demo, ...)")
@@ -59,7 +61,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--seed", type=int, default=0, help="K-means seed")
     init.add_argument("--device", default="cpu", help="device of the encoders (default cpu)")
     init.set_defaults(func=run_init_prototypes)
-    group.set_defaults(func=lambda args: group.print_help() or 2)
 
 
 def _load_dataset(args: argparse.Namespace):
