@@ -72,15 +72,18 @@ def test_bleu_equals_pycocoevalcap(iu_items):
     assert result.per_item["bleu_1"][406] == pytest.approx(1.0)  # the perfect match
 
 
-def test_rouge_l_equals_pycocoevalcap(iu_items):
+@pytest.mark.parametrize("name", ["rouge_l", "cider_d"])
+def test_rouge_l_and_cider_d_equal_pycocoevalcap(name, iu_items):
+    ours, official = {"rouge_l": (rouge_l, Rouge), "cider_d": (cider_d, Cider)}[name]
     predictions, references = iu_items
     gts, res = _coco(predictions, references)
-    expected, expected_items = Rouge().compute_score(gts, res)
-    result = rouge_l(predictions, references)
+    expected, expected_items = official().compute_score(gts, res)
+    result = ours(predictions, references)
     assert result.score == pytest.approx(expected, abs=1e-9)
-    np.testing.assert_allclose(result.per_item["rouge_l"], expected_items, rtol=0, atol=1e-12)
-    assert result.per_item["rouge_l"][400] == 0.0
-    assert result.per_item["rouge_l"][406] == pytest.approx(1.0)
+    np.testing.assert_allclose(result.per_item[name], expected_items, rtol=0, atol=1e-12)
+    if name == "rouge_l":
+        assert result.per_item["rouge_l"][400] == 0.0  # the empty hypothesis
+        assert result.per_item["rouge_l"][406] == pytest.approx(1.0)  # the perfect match
 
 
 def test_rouge_l_takes_max_precision_and_max_recall_separately():
@@ -91,15 +94,6 @@ def test_rouge_l_takes_max_precision_and_max_recall_separately():
     single = rouge_l(["a b c d"], ["a b"])
     p, r = 0.5, 1.0
     assert single.score == pytest.approx((1 + beta2) * p * r / (r + beta2 * p))
-
-
-def test_cider_d_equals_pycocoevalcap(iu_items):
-    predictions, references = iu_items
-    gts, res = _coco(predictions, references)
-    expected, expected_items = Cider().compute_score(gts, res)
-    result = cider_d(predictions, references)
-    assert result.score == pytest.approx(expected, abs=1e-9)
-    np.testing.assert_allclose(result.per_item["cider_d"], expected_items, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("n_refs", [1, 2, 3, 4])

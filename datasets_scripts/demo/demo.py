@@ -10,12 +10,13 @@ script, wherever the script lives (a source checkout or an installed wheel). `da
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import datasets
+
+from hf_rrg.text_files import jsonl_records
 
 _DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data"
 _SPLITS = {
@@ -56,24 +57,13 @@ def read_metadata(data_dir: Path) -> list[dict[str, Any]]:
             f"rebuild it with datasets_scripts/demo/make_demo.py or leave data_dir unset."
         )
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} line {number} is not valid JSON: {exc}") from exc
-            missing = [k for k in _REQUIRED_KEYS if k not in record]
-            if missing:
-                raise ValueError(
-                    f"{path} line {number} lacks key(s) {missing}; rebuild it with make_demo.py."
-                )
-            if record["split"] not in _SPLITS:
-                raise ValueError(
-                    f"{path} line {number} has split {record['split']!r}; expected one of {sorted(_SPLITS)}."
-                )
-            records.append(record)
+    for number, record in jsonl_records(path):
+        missing = [k for k in _REQUIRED_KEYS if k not in record]
+        if missing:
+            raise ValueError(f"{path} line {number} lacks key(s) {missing}; rebuild it with make_demo.py.")
+        if record["split"] not in _SPLITS:
+            raise ValueError(f"{path} line {number} has split {record['split']!r}; expected one of {sorted(_SPLITS)}.")
+        records.append(record)
     return records
 
 

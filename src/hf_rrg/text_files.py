@@ -5,7 +5,10 @@ Python's own `UnicodeDecodeError` names neither the file nor the line; `read_tex
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 class TextEncodingError(ValueError):
@@ -20,6 +23,19 @@ def read_text(path: str | Path, encoding: str = "utf-8") -> str:
         return data.decode(encoding)
     except UnicodeDecodeError as error:
         raise TextEncodingError(encoding_message(path, data, error)) from None
+
+
+def jsonl_records(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of every non-blank line of a UTF-8 JSON Lines file; a line that is not JSON is a
+    `ValueError` naming the file and the line."""
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} line {number} is not valid JSON ({error.msg})") from None
+        yield number, value
 
 
 def encoding_message(path: Path, data: bytes, error: UnicodeDecodeError) -> str:

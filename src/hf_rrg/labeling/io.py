@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..text_files import read_text
+from ..text_files import jsonl_records, read_text
 
 from .labeler import ReportLabels
 from .observations import OBSERVATIONS
@@ -51,18 +51,11 @@ def read_chexpert_csv(path: Path) -> list[str]:
 def read_jsonl(path: Path) -> tuple[list[object | None], list[str]]:
     """Ids and reports from JSON Lines: one object per line with a ``"report"`` and an optional ``"id"``."""
     ids, reports = [], []
-    with io.StringIO(read_text(path)) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}: line {number} is not valid JSON ({error.msg}).") from None
-            if not isinstance(record, dict) or not isinstance(record.get("report"), str):
-                raise ValueError(f'{path}: line {number} must be an object with a string "report" field.')
-            ids.append(record.get("id"))
-            reports.append(record["report"])
+    for number, record in jsonl_records(path):
+        if not isinstance(record, dict) or not isinstance(record.get("report"), str):
+            raise ValueError(f'{path}: line {number} must be an object with a string "report" field.')
+        ids.append(record.get("id"))
+        reports.append(record["report"])
     return ids, reports
 
 

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hf_rrg.text_files import jsonl_records
+
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
 #: Other outputs of a run, listed when they exist: (label, path relative to the run folder).
@@ -34,13 +36,7 @@ def read_predictions(run_dir: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run_dir} is not a finished training run (no test predictions)")
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} line {number} is not valid JSON: {error}") from None
+    for number, record in jsonl_records(path):
         missing = [key for key in ("prediction", "reference") if key not in record]
         if missing:
             raise ValueError(f"{path} line {number} lacks {missing}; it was not written by `hf-rrg train`")
