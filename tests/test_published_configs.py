@@ -115,7 +115,8 @@ def test_published_config_equals_the_official_script(name: str) -> None:
     assert loop.gradient_accumulation_steps == 1 and loop.val_metric == "bleu_4", where
     # the official trainers stop once `not_improved_count > early_stop`; ours once the count reaches `patience`
     assert loop.patience == run.early_stop + 1, where
-    assert (config.generation.num_beams, config.generation.max_length) == (run.beam, run.max_seq_length), where
+    # the official beam search writes up to max_seq_length words after <bos> (<eos> included)
+    assert (config.generation.num_beams, config.generation.max_new_tokens) == (run.beam, run.max_seq_length), where
     assert config.tokenizer.min_count == run.threshold, where
     dataset = "mimic_cxr" if "mimic" in name else "iu_xray"  # R2Gen's per-dataset report cleaning (tokenizers.py)
     assert (config.data.builder, config.tokenizer.cleaner) == (dataset, f"r2gen_{dataset}"), where
