@@ -141,7 +141,10 @@ def test_init_prototypes_cli_writes_a_pm_the_model_loads(demo_train, tiny_bert: 
 
     labels = tmp_path / "labels.json"
     run(["xpronet", "labels", "demo", "--out", str(labels), "--no-progress"])
-    assert len(read_label_file(labels).labels) == 188  # every split of the demo set
+    from hf_rrg.data import load_builder
+
+    demo = load_builder("demo")
+    assert len(read_label_file(labels).labels) == sum(len(split) for split in demo.values())  # every split
     common = ["xpronet", "init-prototypes", "demo", "--labels", str(labels), "--text-encoder", str(tiny_bert),
               "--backbone", "test_resnet", "--no-pretrained", "--image-size", "64", "--num-prototypes", "4",
               "--limit", "24", "--no-progress", "--seed", "5"]  # fmt: skip
