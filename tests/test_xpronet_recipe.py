@@ -204,7 +204,8 @@ def test_training_batches_carry_the_label_file_rows_and_evaluation_does_not(run,
     assert len(calls.train) == 2  # 2 epochs x one batch of 8
     for call in calls.train:
         assert sorted(call["observation_labels"].tolist()) == expected
-    assert len(calls.generate) == 3  # validation x 2 epochs + test
+    # validation x 2 epochs + test, then the export writes the reports of its example images (the widget's)
+    assert len(calls.generate) == 4
     assert all("observation_labels" not in call for call in calls.generate)  # predicted labels only
 
 
@@ -275,7 +276,7 @@ def test_reference_label_protocol_feeds_the_reference_labels_at_evaluation(split
         run_training(config, tmp_path, datasets=splits)
     label_file = read_label_file(tmp_path / "labels.json")
     assert set(label_file.splits) == {"train", "validation", "test"}
-    validation, test = calls.generate  # one batch each
+    validation, test, _ = calls.generate  # one batch each, then the export's example images
     assert torch.equal(validation["observation_labels"], label_file.tensor(splits["validation"]["id"]))
     assert torch.equal(test["observation_labels"], label_file.tensor(splits["test"]["id"]))
     recipe = json.loads((tmp_path / "metrics.json").read_text())["recipe"]
