@@ -15,7 +15,6 @@ from hf_rrg.modeling.modeling_coatt import (
     CoAttention,
     CoAttForConditionalGeneration,
     SoftAttention,
-    attention_regularization,
     normalized_tag_loss,
     split_into_sentences,
 )

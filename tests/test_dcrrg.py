@@ -10,7 +10,6 @@ import torch
 
 from hf_rrg.modeling.configuration_dcrrg import DCRRG_OBSERVATIONS, DCRRGConfig
 from hf_rrg.modeling.dcrrg_losses import calibrated_semantic_matching_loss, calibrated_soft_targets
-from hf_rrg.modeling.decoder_cache import RRGDecoderCache
 from hf_rrg.modeling.modeling_dcrrg import DCRRGForConditionalGeneration
 
 TINY = dict(

@@ -171,12 +171,12 @@ def test_aggregate_runs():
 def test_evaluate_modules_load_offline(tmp_path):
     """`evaluate.load(module_path(name))` works with the Hub switched off and gives the functions' numbers."""
     pytest.importorskip("evaluate")
-    script = f"""
+    script = """
 import json, evaluate
 from hf_rrg.metrics import module_path
 preds = ["the heart is normal .", "no effusion .", ""]
 refs = [["the heart is normal .", "heart normal ."], ["no pleural effusion ."], ["clear lungs ."]]
-out = {{}}
+out = {}
 for name in ("bleu", "rouge_l", "cider_d", "cider"):
     out[name] = evaluate.load(module_path(name)).compute(predictions=preds, references=refs)
 out["single"] = evaluate.load(module_path("cider_d")).compute(predictions=preds, references=[r[0] for r in refs], per_item=True)

@@ -18,7 +18,6 @@ from hf_rrg.xpronet.prototypes import (
     load_prototype_file,
     load_prototypes_into,
     prototypes_from_features,
-    save_prototype_file,
 )
 
 
