@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -306,8 +309,14 @@ def test_pickled_objects_are_refused_and_the_plain_extract_is_accepted(cmn_state
     pickled = tmp_path / "model_iu_xray.pth"
     torch.save({"epoch": 3, "state_dict": cmn_state, "args": argparse.Namespace(dataset_name="iu_xray")}, pickled)
     with pytest.raises(ValueError, match=r"(?s)pickles Python objects \(.*argparse\.Namespace.*\).*weights_only=True"
-                                         r".*model_iu_xray\.state_dict\.pth"):  # fmt: skip
+                                         r".*model_iu_xray\.state_dict\.pth") as refused:  # fmt: skip
         load_official_checkpoint(pickled)
+    # the command the message gives allows only argparse.Namespace, keeps weights_only=True and writes the plain file
+    command = str(refused.value).split("\n  ", 1)[1]
+    assert "weights_only=False" not in command and "add_safe_globals([argparse.Namespace])" in command
+    subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=tmp_path, check=True)
+    extracted = load_official_checkpoint(tmp_path / "model_iu_xray.state_dict.pth")
+    assert all(torch.equal(extracted.state_dict[key], value) for key, value in cmn_state.items())
     # what the documented one-liner writes: {"state_dict": ...}; DataParallel's module. prefix is accepted too
     parallel = {f"module.{key}": value for key, value in cmn_state.items()}
     torch.save(parallel, tmp_path / "bare.pth")

@@ -20,12 +20,15 @@ import torch
 
 DATA_PARALLEL_PREFIX = "module."
 
-#: The one-liner a user runs knowingly, in the official code's environment, to turn a checkpoint that needs
-#: unpickling into a plain state-dict file hf-rrg can read (`{file}` and `{out}` are filled in).
+#: The one-liner that turns a checkpoint pickling a few known classes into a plain state-dict file hf-rrg can read.
+#: It still loads with `weights_only=True`: only the classes the user allows (`{classes}`, after importing
+#: `{modules}`) are rebuilt, nothing else the file names is imported or run.
 EXTRACT_STATE_DICT = (
-    "python -c \"import torch; c = torch.load('{file}', map_location='cpu', weights_only=False); "
+    "python -c \"import torch, {modules}; torch.serialization.add_safe_globals([{classes}]); "
+    "c = torch.load('{file}', map_location='cpu', weights_only=True); "
     "torch.save({{'state_dict': c.get('state_dict', c)}}, '{out}')\""
 )
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([A-Za-z_][\w.]*)\.([A-Za-z_]\w*)")
 
 
 @dataclass
@@ -58,13 +61,21 @@ def file_sha256(path: str | Path, chunk_size: int = 1 << 20) -> str:
 def _refusal(path: Path, error: Exception) -> ValueError:
     detail = str(error).strip().splitlines()
     named = next((line.strip() for line in detail if "Unsupported global" in line or "GLOBAL" in line), None)
+    refused = _REFUSED_GLOBAL.search(str(error))
     out = path.with_name(path.stem + ".state_dict.pth")
+    if refused is None:
+        remedy = ("If you trust the file, allow the classes torch names with torch.serialization.add_safe_globals, "
+                  f"load it with weights_only=True and save its state dict as {out.name}.")  # fmt: skip
+    else:
+        module, name = refused.groups()
+        remedy = ("If you trust the file, allow that class (still weights_only=True: nothing else is run), extract "
+                  "the state dict once and convert the result:\n  "
+                  + EXTRACT_STATE_DICT.format(modules=module, classes=f"{module}.{name}", file=path.name,
+                                              out=out.name))  # fmt: skip
     return ValueError(
         f"{path} cannot be read as plain tensors: it pickles Python objects "
         f"({named or (detail[0] if detail else type(error).__name__)}), and reading it would run code the file "
-        "names. hf-rrg only loads checkpoints with torch.load(weights_only=True). If you trust the file, extract "
-        "its state dict once, in the official code's environment, and convert the result:\n  "
-        + EXTRACT_STATE_DICT.format(file=path.name, out=out.name)
+        f"names. hf-rrg only loads checkpoints with torch.load(weights_only=True). {remedy}"
     )
 
 
