@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..hub.commands import add_export_options
 from .releases import DATASETS, METHODS
 
 
@@ -37,10 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "tokenizer.min_count=10 --set image_processor.max_views=1 (repeatable)")
     parser.add_argument("--backbone-only", action="store_true",
                         help="ITHN: write the plain backbone (R2GenCMN / XProNet) without ITHN's training heads")
-    parser.add_argument("--repo-id", metavar="ORG/NAME", help="Hub repo id used in the card's usage examples")
-    parser.add_argument("--model-name", help="name shown in the model card (default: the folder name)")
-    parser.add_argument("--license", default="other", help="Hub licence id for the card metadata (default: other)")
-    parser.add_argument("--overwrite", action="store_true", help="replace DIR if it is not empty")
+    add_export_options(parser)
     parser.set_defaults(func=_convert)
 
     predict = subparsers.add_parser(

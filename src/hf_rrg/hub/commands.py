@@ -19,6 +19,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def add_export_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every command that writes a Hub model folder (`export`, `convert`): card names, licence,
+    replacing a previous export."""
+    parser.add_argument("--repo-id", metavar="ORG/NAME", help="Hub repo id used in the card's usage examples")
+    parser.add_argument("--model-name", help="name shown in the model card (default: the folder name)")
+    parser.add_argument("--license", default="other", help="Hub licence id for the card metadata (default: other)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace DIR when it is a previous hf-rrg export (hf_rrg_export.json)"
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     export = subparsers.add_parser(
         "export",
@@ -30,12 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--out", required=True, metavar="DIR", help="folder to write (new or empty; never the run folder itself)"
     )
-    export.add_argument("--repo-id", metavar="ORG/NAME", help="Hub repo id used in the card's usage examples")
-    export.add_argument("--model-name", help="name shown in the model card (default: the folder name)")
-    export.add_argument("--license", default="other", help="Hub licence id for the card metadata (default: other)")
-    export.add_argument(
-        "--overwrite", action="store_true", help="replace DIR when it is a previous `hf-rrg export` (hf_rrg_export.json)"
-    )
+    add_export_options(export)
     export.set_defaults(func=_export)
 
     push = subparsers.add_parser(
