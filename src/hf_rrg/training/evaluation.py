@@ -9,10 +9,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from hf_rrg.metrics.evaluate_reports import LEARNED_METRICS
+
 logger = logging.getLogger(__name__)
 
 # Families whose failure (e.g. no Java for METEOR) is reported and skipped rather than ending the run.
-OPTIONAL_METRICS = ("meteor", "ce", "bertscore", "f1chexbert", "radgraph", "ratescore")
+OPTIONAL_METRICS = ("meteor", "ce", *LEARNED_METRICS)
 
 
 @torch.no_grad()
