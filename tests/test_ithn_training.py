@@ -82,7 +82,7 @@ def test_tiny_ithn_trains_every_term_down_and_memorises_eight_reports(kind: str,
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
     history: list[dict[str, float]] = []
-    for step in range(90):  # xavier-initialised backbone (the official init): 90 steps to memorise greedily too
+    for step in range(150):  # xavier init (the official one): at 90 steps one seed/thread count still had a loss spike
         out = model(**batch, epoch=2 * step)
         optimizer.zero_grad()
         out.loss.backward()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hf_rrg.resources import resource_dir
 from hf_rrg.training.run_summary import format_run_summary, read_predictions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,9 @@ def test_summary_names_the_demo_images_by_path(tmp_path: Path, monkeypatch: pyte
     monkeypatch.chdir(REPO_ROOT)
     lines = format_run_summary(run, num_examples=2).splitlines()
     assert lines[0] == "Test reports: 1 distinct among 2 studies, 0 with <unk>; the first 2:"
-    assert lines[1] == f"  datasets_scripts/demo/data/{test[0]['file_name']}"
+    # the copy the package reads: the checkout's in an editable install, site-packages' otherwise (CI)
+    shown = (resource_dir("datasets_scripts") / "demo" / "data" / test[0]["file_name"]).resolve()
+    assert lines[1] == f"  {shown.relative_to(REPO_ROOT)}"
     assert (REPO_ROOT / lines[1].strip()).is_file()
     assert lines[3] == f"    reference: {test[0]['report']}"
     # a run on another copy of the data (data_dir set) shows ids: the demo's own files may not be what it used
