@@ -9,7 +9,8 @@ Run by hand (never a timed test), with a checkout of the official repository (no
     python benchmarks/bench_vs_official.py --official-dir /tmp/XProNet --method xpronet
 
 What it does:
-1. builds the official model the way its own scripts do (their argument parser and defaults for IU X-Ray, the
+1. builds the official model the way its own scripts do (its argument parser on the arguments of its IU X-Ray
+   training script, e.g. `run_iu_xray.sh`; the
    official tokenizer over `--annotation`, R2Gen's annotation.json), with ImageNet weights off, and fixes its random
    weights with `--seed` (XProNet's prototype matrix, which the official code leaves uninitialised outside
    training, is drawn from N(0, 1/D));
@@ -30,8 +31,7 @@ import ast
 import importlib
 import importlib.util
 import json
-import os
-import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from bench_common import machine
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -52,26 +53,33 @@ class OfficialLayout:
     parser_file: str
     model_module: str
     model_class: str
+    iu_script: str  # the shell script that trains on IU X-Ray: its arguments are the published settings
 
 
 OFFICIAL = {
-    "r2gen": OfficialLayout("main_train.py", "models.r2gen", "R2GenModel"),
-    "r2gencmn": OfficialLayout("main_train.py", "models.models", "BaseCMNModel"),
-    "xpronet": OfficialLayout("modules/utils.py", "models.models", "XProNet"),
+    "r2gen": OfficialLayout("main_train.py", "models.r2gen", "R2GenModel", "train_iu_xray.sh"),
+    "r2gencmn": OfficialLayout("main_train.py", "models.models", "BaseCMNModel", "train_iu_xray.sh"),
+    "xpronet": OfficialLayout("modules/utils.py", "models.models", "XProNet", "run_iu_xray.sh"),
 }
 #: Imported by the official model code for its attention plots only; stubbed when not installed.
 PLOT_ONLY_MODULES = ("cv2",)
 
 
-def machine() -> str:
-    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {torch.get_num_threads()} torch threads on {os.cpu_count()} cores, torch {torch.__version__}{load}"
+def script_arguments(path: Path) -> list[str]:
+    """The command-line arguments of the official shell script that trains on IU X-Ray (`python main.py --x 1 ...`):
+    XProNet's parser defaults are not its IU X-Ray settings (e.g. 20 classes of 10 prototypes instead of 14 x 20)."""
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: is this the official repository at the expected version?")
+    words = shlex.split(path.read_text(encoding="utf-8").replace("\\\n", " "), comments=True)  # joined lines
+    start = next((i for i, word in enumerate(words) if word.endswith(".py")), None)
+    if start is None:
+        raise SystemExit(f"{path} runs no Python script: is this the official repository at the expected version?")
+    return words[start + 1 :]
 
 
-def official_arguments(path: Path) -> argparse.Namespace:
-    """The official defaults: the file's `parse_agrs()` alone, run without command-line arguments (the rest of the
-    file, e.g. a training script's trainer and data imports, is not executed)."""
+def official_arguments(path: Path, argv: list[str]) -> argparse.Namespace:
+    """The file's `parse_agrs()` alone, run on `argv` (the rest of the file, e.g. a training script's trainer and
+    data imports, is not executed)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     function = next((node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "parse_agrs"),
                     None)  # fmt: skip
@@ -79,23 +87,23 @@ def official_arguments(path: Path) -> argparse.Namespace:
         raise SystemExit(f"{path} has no parse_agrs(): is this the official repository at the expected version?")
     namespace: dict = {"argparse": argparse}
     exec(compile(ast.Module(body=[function], type_ignores=[]), str(path), "exec"), namespace)
-    argv = sys.argv
+    saved = sys.argv
     try:
-        sys.argv = [path.name]
+        sys.argv = [path.name, *argv]
         return namespace["parse_agrs"]()
     finally:
-        sys.argv = argv
+        sys.argv = saved
 
 
 def import_official(official_dir: Path, method: str) -> tuple[argparse.Namespace, type, Callable, type]:
-    """(args, model class, compute_loss, Tokenizer) from the official checkout, its defaults (IU X-Ray)."""
+    """(args, model class, compute_loss, Tokenizer) from the official checkout, with its IU X-Ray script's settings."""
     layout = OFFICIAL[method]
     if not (official_dir / layout.model_module.replace(".", "/")).with_suffix(".py").is_file():
         raise SystemExit(
             f"{official_dir} is not a checkout of the official {method} code: it has no "
             f"{layout.model_module.replace('.', '/')}.py (clone the repository named in this script's docstring)."
         )
-    args = official_arguments(official_dir / layout.parser_file)
+    args = official_arguments(official_dir / layout.parser_file, script_arguments(official_dir / layout.iu_script))
     for name in PLOT_ONLY_MODULES:
         if importlib.util.find_spec(name) is None:
             sys.modules[name] = types.ModuleType(name)
@@ -244,7 +252,8 @@ def main() -> None:
 
         official_s, ours_s = alternate(theirs_step, ours_step, options.repeats)
         rows.append(("one training step", official_s, ours_s))
-    print(f"\nMachine: {machine()}; {options.method}, batch {options.batch_size} two-view studies of 224 px, "
+    print(f"\nMachine: {machine(torch.device('cpu'))}; {options.method}, batch {options.batch_size} two-view "
+          f"studies of 224 px, "
           f"{args.max_seq_length} tokens at most, best of {options.repeats} alternating runs\n")
     print("| step | official s | hf-rrg s | official / hf-rrg |")
     print("|---|---|---|---|")
