@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from bench_common import machine
 from torch.utils.data import DataLoader
 
 from hf_rrg.data import load_builder
@@ -33,11 +32,6 @@ from hf_rrg.modeling.image_processing_rrg import RRGImageProcessor
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FULL_RESOLUTION = ["covid-19-pneumonia-58-prior.jpg", "pydicom-data_RG1_UNCR_chest_CR.dcm", "16747_3_1.jpg"]
-
-
-def machine() -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, load average {load:.1f}"
 
 
 def image_paths(name: str, data: Path, repeat: int) -> list[Path]:
@@ -96,7 +90,8 @@ def main() -> None:
                 uncached_rate = images_per_second(plain, workers, args.epochs, args.batch_size)
                 cached_rate = images_per_second(cached, workers, args.epochs, args.batch_size)
                 rows.append((name, len(paths), workers, uncached_rate, cached_rate, build))
-    print(f"\nMachine: {machine()}; train transform, batch {args.batch_size}, best of {args.epochs} epochs\n")
+    print(f"\nMachine: {machine(torch.device('cpu'))}; train transform, batch {args.batch_size}, "
+          f"best of {args.epochs} epochs\n")
     print("| images | count | DataLoader workers | uncached images/s | cached images/s | speed-up | cache build s |")
     print("|---|---|---|---|---|---|---|")
     for name, count, workers, uncached_rate, cached_rate, build in rows:

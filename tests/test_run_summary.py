@@ -74,10 +74,12 @@ def test_summary_names_the_demo_images_by_path(tmp_path: Path, monkeypatch: pyte
     monkeypatch.chdir(REPO_ROOT)
     lines = format_run_summary(run, num_examples=2).splitlines()
     assert lines[0] == "Test reports: 1 distinct among 2 studies, 0 with <unk>; the first 2:"
-    # the copy the package reads: the checkout's in an editable install, site-packages' otherwise (CI)
-    shown = (resource_dir("datasets_scripts") / "demo" / "data" / test[0]["file_name"]).resolve()
-    assert lines[1] == f"  {shown.relative_to(REPO_ROOT)}"
-    assert (REPO_ROOT / lines[1].strip()).is_file()
+    # the copy the package reads (the checkout's in an editable install, site-packages' otherwise), named relative
+    # to the working directory when it lies below it
+    image = (resource_dir("datasets_scripts") / "demo" / "data" / test[0]["file_name"]).resolve()
+    shown = Path(lines[1].removeprefix("  "))
+    assert (REPO_ROOT / shown).resolve() == image and image.is_file()
+    assert shown.is_absolute() != image.is_relative_to(REPO_ROOT)
     assert lines[3] == f"    reference: {test[0]['report']}"
     # a run on another copy of the data (data_dir set) shows ids: the demo's own files may not be what it used
     other = _run(tmp_path / "other", predictions, config={"data": {"builder": "demo", "data_dir": "/elsewhere"}})
