@@ -98,9 +98,10 @@ def build_model(config_name: str, vocab_size: int, device: torch.device):
 
     config = load_config(config_name)
     kwargs = {**config.model, "vocab_size": vocab_size, "max_views": 2, **SPECIALS}
-    if "backbone_config" in kwargs:  # ITHN: the backbone's size, random weights
+    if "backbone_config" in kwargs:  # ITHN: the backbone's size, random weights (the backbone holds the CNN)
         kwargs["backbone_config"] = {**kwargs["backbone_config"], "visual_pretrained": False}
-    kwargs["visual_pretrained"] = False
+    else:
+        kwargs["visual_pretrained"] = False
     if config.method == "coatt":
         kwargs["sentence_end_token_id"] = SENTENCE_END
     model_config = AutoConfig.for_model(config.method, **kwargs)
@@ -160,7 +161,7 @@ def make_bench(name: str, args: argparse.Namespace, device: torch.device) -> tup
     if name == "coatt":  # hierarchical decoding: every sentence, each to its full length when no `.` comes
         gen_kwargs = dict(stop_threshold=1 - 1e-6)
     else:
-        gen_kwargs = dict(max_length=length, min_new_tokens=length - 1)
+        gen_kwargs = dict(max_new_tokens=length, min_new_tokens=length - 1)  # the official cap: max_seq_length new
 
     def generate() -> torch.Tensor:
         return model.generate(pixel_values=pixels, **gen_kwargs)

@@ -287,3 +287,43 @@ def test_forward_reports_the_step1_cross_entropy_of_the_heads() -> None:
     expected = -(torch.log_softmax(logits[0, 0], -1)[1] + torch.log_softmax(logits[0, 1], -1)[0]
                  + torch.log_softmax(logits[1, 1], -1)[1]) / 3  # the uncertain instance is excluded  # fmt: skip
     torch.testing.assert_close(out.observation_loss, expected)
+
+
+def test_inspect_encodes_the_study_once_per_model_and_matches_the_per_prompt_calls() -> None:
+    """`dcrrg inspect`: the CNN reads the study once per model (not once more per observation prompt); the
+    probabilities, the 14 descriptions and the report equal those of the plain per-prompt calls."""
+    from PIL import Image
+
+    from hf_rrg.dcrrg.commands import inspect_study
+    from hf_rrg.modeling import RRGImageProcessor, RRGProcessor, RRGTokenizer
+
+    model, describe = tiny_model(), tiny_model()
+    with torch.no_grad():  # the step-2 model is another model: its own CNN weights
+        for parameter in describe.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    tokenizer = RRGTokenizer.from_reports(["heart size normal .", "no effusion ."], min_count=1)
+    processor = RRGProcessor(RRGImageProcessor(eval_size=(32, 32), max_views=1), tokenizer)
+    pixels = (torch.arange(32 * 32 * 3) % 251).reshape(32, 32, 3).to(torch.uint8).numpy()
+    image = Image.fromarray(pixels)
+    images_read = {"model": 0, "describe": 0}
+    for name, net in (("model", model), ("describe", describe)):
+        net.encoder.visual_extractor.register_forward_hook(
+            lambda module, args, out, name=name: images_read.__setitem__(name, images_read[name] + args[0].size(0))
+        )
+    result = inspect_study(model, processor, [image], describe_model=describe, num_beams=2)
+    assert images_read == {"model": 1, "describe": 1}
+
+    inputs = processor(images=[[image]])
+    names = model.config.observation_names
+    with torch.no_grad():
+        probabilities = model.observation_probabilities(**inputs)[0].tolist()
+        repeated = {key: value.expand(len(names), *value.shape[1:]) for key, value in inputs.items()}
+        descriptions = describe.generate(**repeated, observation_ids=torch.arange(len(names)).unsqueeze(1),
+                                         num_beams=2, max_length=describe.config.description_max_length)  # fmt: skip
+        report = model.generate(**inputs, num_beams=2)
+    assert [row["observation"] for row in result["observations"]] == list(names)
+    assert [row["probability"] for row in result["observations"]] == pytest.approx(probabilities, abs=1e-4)
+    assert [row["description"] for row in result["observations"]] == processor.batch_decode(
+        descriptions, skip_special_tokens=True
+    )
+    assert result["report"] == processor.batch_decode(report, skip_special_tokens=True)[0]

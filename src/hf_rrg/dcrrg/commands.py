@@ -110,13 +110,17 @@ def inspect_study(model: Any, processor: Any, images: list[Any], describe_model:
     describe_model = describe_model or model
     inputs = processor(images=[images])
     names = model.config.observation_names
-    with torch.no_grad():
-        probabilities = model.observation_probabilities(**inputs)[0].tolist()
-        repeated = {key: value.expand(len(names), *value.shape[1:]) for key, value in inputs.items()}
-        prompts = torch.arange(len(names)).unsqueeze(1)
-        descriptions = describe_model.generate(**repeated, observation_ids=prompts, num_beams=num_beams,
+    with torch.no_grad():  # each model's CNN reads the study once; its features serve every prompt
+        features = model.encoder.dcclip.encode_image(inputs["pixel_values"], inputs.get("view_mask"))
+        full_report = model.encoder.from_features(features, None)
+        probabilities = torch.softmax(full_report.observation_logits.float(), dim=-1)[0, :, 1].tolist()
+        if describe_model is not model:
+            features = describe_model.encoder.dcclip.encode_image(inputs["pixel_values"], inputs.get("view_mask"))
+        prompts = torch.arange(len(names), device=features.device).unsqueeze(1)
+        described = describe_model.encoder.from_features(features.expand(len(names), -1), prompts)
+        descriptions = describe_model.generate(encoder_outputs=described, num_beams=num_beams,
                                                max_length=describe_model.config.description_max_length)  # fmt: skip
-        report = model.generate(**inputs, num_beams=num_beams)
+        report = model.generate(encoder_outputs=full_report, num_beams=num_beams)
     texts = processor.batch_decode(descriptions, skip_special_tokens=True)
     return {
         "observations": [{"observation": n, "probability": round(p, 4), "description": t}
