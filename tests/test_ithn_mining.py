@@ -77,7 +77,9 @@ def test_tiled_symmetric_search_equals_brute_force_with_exclusions(
     groups = None
     if patients is not None:
         groups = torch.randint(0, patients, (rows,), generator=generator).tolist()
+    original = features.clone()
     scores, indices = nearest_neighbours(features, k=k, groups=groups, block_size=block_size, progress=False)
+    assert torch.equal(features, original)  # the search normalises its own copy in place, never the caller's rows
     expected_scores, expected_indices = _brute_force_top_k(features, k, groups)
     assert torch.equal(indices, expected_indices)
     torch.testing.assert_close(scores, expected_scores, atol=1e-6, rtol=0)

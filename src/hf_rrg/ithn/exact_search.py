@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 
 def _group_ranges(groups: Sequence[Any] | None, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -156,7 +155,8 @@ def nearest_neighbours(
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     device = torch.device(device)
     order, start, stop = _group_ranges(groups, n)
-    matrix = F.normalize(embeddings.to(device=device, dtype=torch.float32)[order.to(device)], dim=1)
+    matrix = embeddings.to(device=device, dtype=torch.float32)[order.to(device)]  # a copy: normalised in place
+    matrix.div_(matrix.norm(dim=1, keepdim=True).clamp_min(1e-12))  # F.normalize's arithmetic, one n x d copy
     start, stop, columns = start.to(device), stop.to(device), order.to(device)
     best = _RunningTopK(n, k, device)
     blocks = [slice(i, min(i + block_size, n)) for i in range(0, n, block_size)]
