@@ -29,7 +29,6 @@ MODELS = {
 }
 
 
-
 def timed(function, device: torch.device, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):

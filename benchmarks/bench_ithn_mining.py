@@ -26,8 +26,6 @@ import torch
 from bench_common import machine, print_table, synchronize
 
 
-
-
 def matmul_gflops(dim: int, block: int, device: torch.device, repeats: int = 5) -> float:
     """GFLOP/s of the bare tile product the search is made of (best of `repeats`)."""
     a = torch.nn.functional.normalize(torch.randn(block, dim, device=device), dim=1)

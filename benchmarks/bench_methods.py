@@ -53,8 +53,6 @@ SPECIALS = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "unk_token_
 SENTENCE_END = 4  # the `.` token of the benchmark vocabulary
 
 
-
-
 def timed(function: Callable[[], object], device: torch.device) -> float:
     synchronize(device)
     start = time.perf_counter()

@@ -253,8 +253,7 @@ def main() -> None:
         official_s, ours_s = alternate(theirs_step, ours_step, options.repeats)
         rows.append(("one training step", official_s, ours_s))
     print(f"\nMachine: {machine(torch.device('cpu'))}; {options.method}, batch {options.batch_size} two-view "
-          f"studies of 224 px, "
-          f"{args.max_seq_length} tokens at most, best of {options.repeats} alternating runs\n")
+          f"studies of 224 px, {args.max_seq_length} tokens at most, best of {options.repeats} alternating runs\n")
     print("| step | official s | hf-rrg s | official / hf-rrg |")
     print("|---|---|---|---|")
     for name, official_s, ours_s in rows:

@@ -305,13 +305,13 @@ def test_inspect_encodes_the_study_once_per_model_and_matches_the_per_prompt_cal
     processor = RRGProcessor(RRGImageProcessor(eval_size=(32, 32), max_views=1), tokenizer)
     pixels = (torch.arange(32 * 32 * 3) % 251).reshape(32, 32, 3).to(torch.uint8).numpy()
     image = Image.fromarray(pixels)
-    images_read = {"model": 0, "describe": 0}
+    batches_read: dict[str, list[int]] = {"model": [], "describe": []}  # the images of each CNN call
     for name, net in (("model", model), ("describe", describe)):
         net.encoder.visual_extractor.register_forward_hook(
-            lambda module, args, out, name=name: images_read.__setitem__(name, images_read[name] + args[0].size(0))
+            lambda module, args, out, seen=batches_read[name]: seen.append(args[0].size(0))
         )
     result = inspect_study(model, processor, [image], describe_model=describe, num_beams=2)
-    assert images_read == {"model": 1, "describe": 1}
+    assert batches_read == {"model": [1], "describe": [1]}
 
     inputs = processor(images=[[image]])
     names = model.config.observation_names

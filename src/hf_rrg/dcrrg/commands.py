@@ -110,12 +110,15 @@ def inspect_study(model: Any, processor: Any, images: list[Any], describe_model:
     describe_model = describe_model or model
     inputs = processor(images=[images])
     names = model.config.observation_names
+    def image_features(net: Any) -> torch.Tensor:
+        return net.encoder.dcclip.encode_image(inputs["pixel_values"], inputs.get("view_mask"))
+
     with torch.no_grad():  # each model's CNN reads the study once; its features serve every prompt
-        features = model.encoder.dcclip.encode_image(inputs["pixel_values"], inputs.get("view_mask"))
+        features = image_features(model)
         full_report = model.encoder.from_features(features, None)
-        probabilities = torch.softmax(full_report.observation_logits.float(), dim=-1)[0, :, 1].tolist()
+        probabilities = model.observation_probabilities(encoder_outputs=full_report)[0].tolist()
         if describe_model is not model:
-            features = describe_model.encoder.dcclip.encode_image(inputs["pixel_values"], inputs.get("view_mask"))
+            features = image_features(describe_model)
         prompts = torch.arange(len(names), device=features.device).unsqueeze(1)
         described = describe_model.encoder.from_features(features.expand(len(names), -1), prompts)
         descriptions = describe_model.generate(encoder_outputs=described, num_beams=num_beams,

@@ -368,9 +368,15 @@ class DCRRGForConditionalGeneration(RRGTransformerPreTrainedModel, GenerationMix
             observation_logits=encoder_outputs.observation_logits, prompt_ids=encoder_outputs.prompt_ids,
         )  # fmt: skip
 
-    def observation_probabilities(self, pixel_values: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(batch, L) probability that each observation is positive, from the step-1 image heads (Table 7)."""
-        out = self.encoder(pixel_values, view_mask)
+    def observation_probabilities(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        view_mask: torch.Tensor | None = None,
+        encoder_outputs: DCRRGEncoderOutput | None = None,
+    ) -> torch.Tensor:
+        """(batch, L) probability that each observation is positive, from the step-1 image heads (Table 7); from
+        `encoder_outputs` of the full-report prompts when given (the image is then not encoded again)."""
+        out = encoder_outputs if encoder_outputs is not None else self.encoder(pixel_values, view_mask)
         return torch.softmax(out.observation_logits.float(), dim=-1)[..., 1]
 
     @staticmethod
