@@ -9,7 +9,8 @@ works. One output per observation (multi-label), binary cross-entropy over the l
 Each run draws its share of the train split with its own seed (seed + run), trains through hf-rrg's one training
 engine (`hf_rrg.training.engine`: checkpoints, logs and resume in `OUT/run<k>/`), keeps the epoch with the best
 mean validation AUROC (the last epoch when the validation split has no observation with both classes), and scores
-the test split once. AUROC: `hf_rrg.metrics.clinical.auroc` through `observation_auroc`.
+the test split once. AUROC: `hf_rrg.metrics.clinical.auroc` through `observation_auroc`. The data side (labelled splits, loaders,
+shared features) lives in `classification_data`.
 
 Where the paper is silent, hf-rrg's defaults (all options of `ClassificationSettings`): AdamW, learning rate 1e-3
 (linear probe) / 1e-4 (fine-tuning), weight decay 1e-6, 10 epochs, batch 32, the model's evaluation transform (no
@@ -22,21 +23,28 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
-from tqdm.auto import tqdm
+from torch.utils.data import DataLoader
 
 from ..modeling.dcclip import study_image_features
 from ..modeling.visual_extractor import VisualExtractor
+from .classification_data import (
+    ClassificationData,
+    LabelledSplit,
+    feature_loader,
+    labelled_split,
+    study_features,
+    study_loader,
+    train_rows,
+)
 from .classification_table import ClassificationTable, RunResult, finite_or_none
-from .observations import IGNORE, label_reports, label_tensor
+from .observations import IGNORE
 from .retrieval import observation_auroc
 
 MODES = ("linear-probe", "fine-tune")
@@ -135,76 +143,6 @@ class ObservationClassifier(nn.Module):
 # --------------------------------------------------------------------------------------------- the data
 
 
-@dataclass
-class LabelledSplit:
-    """A split's studies (row indices into `dataset`), their step-1 labels (N, L) and ids."""
-
-    dataset: Any
-    labels: torch.Tensor
-    ids: list[str]
-
-    def select(self, rows: Sequence[int]) -> LabelledSplit:
-        return LabelledSplit(self.dataset.select(list(rows)), self.labels[list(rows)], [self.ids[r] for r in rows])
-
-
-def labelled_split(dataset: Any, observations: Sequence[str], progress: bool = True) -> LabelledSplit:
-    """Label every report of `dataset` (a `datasets.Dataset` with `images` and `report`) for `observations`."""
-    for column in ("images", "report"):
-        if column not in dataset.column_names:
-            raise ValueError(f"the dataset has no {column!r} column (columns: {dataset.column_names}); DCCLIP "
-                             "classification needs images and the reports its labels come from")  # fmt: skip
-    labels = label_tensor(label_reports(list(dataset["report"]), observations, progress=progress))
-    ids = [str(i) for i in dataset["id"]] if "id" in dataset.column_names else [str(i) for i in range(len(labels))]
-    return LabelledSplit(dataset, labels, ids)
-
-
-class StudyImages(Dataset):
-    """Items `{"images": the study's views, "labels": (L,)}` of a `LabelledSplit` (images decoded when read)."""
-
-    def __init__(self, split: LabelledSplit) -> None:
-        self.split = split
-
-    def __len__(self) -> int:
-        return len(self.split.labels)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return {"images": list(self.split.dataset[index]["images"]), "labels": self.split.labels[index]}
-
-
-class StudyCollator:
-    """Studies -> `{"pixel_values", "view_mask", "labels"}` through the model's image processor (eval transform)."""
-
-    def __init__(self, processor: Any) -> None:
-        self.processor = processor
-
-    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        inputs = self.processor([item["images"] for item in items])
-        return {"pixel_values": inputs["pixel_values"], "view_mask": inputs["view_mask"],
-                "labels": torch.stack([item["labels"] for item in items])}  # fmt: skip
-
-
-def study_loader(split: LabelledSplit, processor: Any, batch_size: int, sampler: Any = None) -> DataLoader:
-    return DataLoader(StudyImages(split), batch_size=batch_size, sampler=sampler, collate_fn=StudyCollator(processor))
-
-
-@torch.no_grad()
-def study_features(encoder: ImageEncoder, split: LabelledSplit, processor: Any, batch_size: int, device: Any,
-                   progress: bool = True, description: str = "features") -> torch.Tensor:  # fmt: skip
-    """v of every study of `split` (N, D) on the CPU, the encoder in eval mode (its BatchNorm statistics kept)."""
-    encoder.eval()
-    chunks = []
-    for batch in tqdm(study_loader(split, processor, batch_size), desc=description, disable=not progress):
-        chunks.append(encoder(batch["pixel_values"].to(device), batch["view_mask"].to(device)).float().cpu())
-    return torch.cat(chunks)
-
-
-def feature_loader(features: torch.Tensor, labels: torch.Tensor, batch_size: int, sampler: Any = None) -> DataLoader:
-    def collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        return {"features": torch.stack([f for f, _ in items]), "labels": torch.stack([y for _, y in items])}
-
-    return DataLoader(TensorDataset(features, labels), batch_size=batch_size, sampler=sampler, collate_fn=collate)
-
-
 @torch.no_grad()
 def predict(classifier: ObservationClassifier, loader: DataLoader, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """(sigmoid probabilities (N, L), labels (N, L)) of every batch of `loader`, the classifier in eval mode."""
@@ -230,32 +168,6 @@ def image_encoder(model: Any, init: str, seed: int) -> ImageEncoder:
     if init == "imagenet":
         extractor.load_pretrained_backbone()
     return ImageEncoder(extractor)
-
-
-@dataclass
-class ClassificationData:
-    """What every run reads: the labelled splits, the observations and the image processor (and, for linear probes
-    of the model's own encoder, the validation and test features, computed once for all runs)."""
-
-    train: LabelledSplit
-    validation: LabelledSplit | None
-    test: LabelledSplit
-    observations: list[str]
-    processor: Any
-    shared_features: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def has_selection(self) -> bool:
-        """Whether the validation split can rank epochs: some observation has positives and negatives there."""
-        if self.validation is None:
-            return False
-        labels = self.validation.labels
-        return bool((((labels == 1).sum(0) > 0) & ((labels == 0).sum(0) > 0)).any())
-
-
-def train_rows(size: int, fraction: float, seed: int) -> list[int]:
-    """The run's share of the train split: `max(1, round(fraction * size))` rows drawn with `seed`, in order."""
-    count = max(1, round(fraction * size))
-    return sorted(torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:count].tolist())
 
 
 class ClassificationRun:
