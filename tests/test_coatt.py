@@ -236,11 +236,10 @@ def test_sentence_beam_search_is_greedy_at_width_one_and_exhaustive_at_full_widt
 
 def _train(
     model: CoAttForConditionalGeneration, inputs: dict, max_steps: int, lr: float, word_target: float
-) -> int:
+) -> None:
     """Adam (gradient norm clipped at 1) on the full batch until the word loss is below `word_target` and the stop
     loss below 0.02, both measured in eval mode every 10 steps (BatchNorm's running statistics lag the batch ones
-    that train mode uses: a train-mode word loss of 0.02 went with greedy BLEU-4 0.81 in one perturbed run). Returns
-    the steps taken."""
+    that train mode uses: a train-mode word loss of 0.02 went with greedy BLEU-4 0.81 in one perturbed run)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     for step in range(1, max_steps + 1):
         model.train()
@@ -256,7 +255,6 @@ def _train(
             if out.word_loss.item() < word_target and out.stop_loss.item() < 0.02:
                 break
     model.eval()
-    return step
 
 
 def test_stop_signal_ends_generation_after_the_trained_number_of_sentences() -> None:

@@ -9,8 +9,8 @@ works. One output per observation (multi-label), binary cross-entropy over the l
 Each run draws its share of the train split with its own seed (seed + run), trains through hf-rrg's one training
 engine (`hf_rrg.training.engine`: checkpoints, logs and resume in `OUT/run<k>/`), keeps the epoch with the best
 mean validation AUROC (the last epoch when the validation split has no observation with both classes), and scores
-the test split once. AUROC: `hf_rrg.metrics.clinical.auroc` through `observation_auroc`. The data side (labelled splits, loaders,
-shared features) lives in `classification_data`.
+the test split once. AUROC: `hf_rrg.metrics.clinical.auroc` through `observation_auroc`. The data side (labelled
+splits, loaders, shared features) lives in `classification_data`.
 
 Where the paper is silent, hf-rrg's defaults (all options of `ClassificationSettings`): AdamW, learning rate 1e-3
 (linear probe) / 1e-4 (fine-tuning), weight decay 1e-6, 10 epochs, batch 32, the model's evaluation transform (no
@@ -140,7 +140,7 @@ class ObservationClassifier(nn.Module):
         return masked_binary_cross_entropy(self.logits(**inputs), labels)
 
 
-# --------------------------------------------------------------------------------------------- the data
+# --------------------------------------------------------------------------------------------- prediction
 
 
 @torch.no_grad()

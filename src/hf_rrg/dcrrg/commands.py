@@ -110,6 +110,7 @@ def inspect_study(model: Any, processor: Any, images: list[Any], describe_model:
     describe_model = describe_model or model
     inputs = processor(images=[images])
     names = model.config.observation_names
+
     def image_features(net: Any) -> torch.Tensor:
         return net.encoder.dcclip.encode_image(inputs["pixel_values"], inputs.get("view_mask"))
 
